@@ -1,0 +1,131 @@
+"""Who is asking: a session cookie or ``Authorization: Basic`` on the authorisation endpoints.
+
+Basic credentials are checked against the user backend (one factor only) and regulated like
+the portal. A successful check is remembered for a few seconds under a keyed hash of the
+header, so a script sending the same credentials in a loop does not pay argon2 every time,
+and a wrong password is never cached.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import time
+from base64 import b64decode
+from dataclasses import dataclass
+
+from gateway.decision.request import AccessRequest
+from gateway.policy import Subject
+from gateway.runtime import Runtime
+from gateway.security.crypto import keyed_hash
+from gateway.session.model import AuthLevel
+from gateway.settings import CookieDomain
+
+__all__ = ["ANONYMOUS", "Authenticated", "Authenticator", "BasicRejected", "cookie_value"]
+
+log = logging.getLogger("gateway.decision")
+
+_BASIC_CACHE_SECONDS = 10.0
+_BASIC_CACHE_LIMIT = 1024
+
+
+class BasicRejected(Exception):
+    """``Authorization: Basic`` was sent and is wrong, malformed or banned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The identity behind a request, anonymous when ``username`` is None."""
+
+    username: str | None
+    groups: tuple[str, ...]
+    email: str
+    display_name: str
+    level: AuthLevel
+    subject: Subject
+
+
+ANONYMOUS = Authenticated(None, (), "", "", AuthLevel.NONE, Subject())
+
+
+def cookie_value(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header, without a full cookie parse."""
+    if not header:
+        return None
+    prefix = name + "="
+    for part in header.split(";"):
+        part = part.strip()
+        if part.startswith(prefix):
+            return part[len(prefix) :] or None
+    return None
+
+
+class Authenticator:
+    """Resolves the identity of an authorisation request."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._sessions = runtime.sessions
+        self._users = runtime.users
+        self._regulator = runtime.regulator
+        self._hash_key = runtime.hash_key
+        settings = runtime.settings.session
+        self._cookie_names = {
+            cookie.domain: cookie.name or settings.cookie_name for cookie in settings.cookies
+        }
+        self._basic_cache: dict[bytes, tuple[Authenticated, float]] = {}
+
+    async def identify(
+        self, headers: dict[str, str], access: AccessRequest, cookie_domain: CookieDomain
+    ) -> Authenticated:
+        authorization = headers.get("authorization")
+        if authorization and authorization[:6].lower() == "basic ":
+            return await self._basic(authorization, access)
+        value = cookie_value(headers.get("cookie"), self._cookie_names[cookie_domain.domain])
+        if value is None:
+            return ANONYMOUS
+        session = await self._sessions.load(value, cookie_domain)
+        if session is None or session.username is None:
+            return ANONYMOUS
+        return Authenticated(
+            session.username,
+            tuple(session.groups),
+            session.email,
+            session.display_name,
+            session.level,
+            Subject(session.username, frozenset(session.groups)),
+        )
+
+    async def _basic(self, header: str, access: AccessRequest) -> Authenticated:
+        cache_key = keyed_hash(self._hash_key, header, purpose="basic-auth-cache")
+        cached = self._basic_cache.get(cache_key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            decoded = b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise BasicRejected from None
+        username, separator, password = decoded.partition(":")
+        if not separator or not username or not password:
+            raise BasicRejected
+        ip = str(access.client_ip)
+        if await self._regulator.is_banned(username, ip):
+            log.info("basic auth refused: user or address is banned (user=%s ip=%s)", username, ip)
+            raise BasicRejected
+        user = await self._users.authenticate(username, password)
+        if user is None:
+            await self._regulator.record_failure(username, ip)
+            raise BasicRejected
+        await self._regulator.record_success(username, ip)
+        identity = Authenticated(
+            user.username,
+            tuple(user.groups),
+            user.email,
+            user.display_name,
+            AuthLevel.ONE_FACTOR,
+            Subject(user.username, frozenset(user.groups)),
+        )
+        if len(self._basic_cache) >= _BASIC_CACHE_LIMIT:
+            self._basic_cache.clear()
+        self._basic_cache[cache_key] = (identity, now + _BASIC_CACHE_SECONDS)
+        return identity

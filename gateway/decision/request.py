@@ -1,0 +1,160 @@
+"""Turn the headers Caddy (or nginx) sends into an :class:`AccessRequest`.
+
+Only peers in ``server.trusted_proxies`` may say which request is being authorised
+(``X-Forwarded-*`` / ``X-Original-*``) and who the client is (``X-Forwarded-For``). From any
+other peer those headers are ignored, so a direct caller can neither spoof its address nor
+choose the target.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from gateway.policy import BadTarget, Target
+
+__all__ = ["AccessRequest", "BadRequest", "ProxyTrust", "from_auth_request", "from_forward_auth"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_METHOD = re.compile(r"[A-Za-z]{1,20}")
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+_TRUST_CACHE_LIMIT = 4096
+
+
+class BadRequest(Exception):
+    """The authorisation request is malformed; the message is safe to show a client."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """What is being asked: which URL, with which method, from which client address."""
+
+    url: str
+    method: str
+    host: str
+    client_ip: IPAddress
+    target: Target
+    trusted: bool
+    """Whether the peer is a trusted proxy (client-certificate headers count only then)."""
+
+
+class ProxyTrust:
+    """Which peers are trusted proxies; answers are memoised per address string."""
+
+    def __init__(self, networks: Iterable[IPNetwork]) -> None:
+        self._networks = tuple(networks)
+        self._cache: dict[str, bool] = {}
+
+    def is_trusted(self, address: str) -> bool:
+        known = self._cache.get(address)
+        if known is not None:
+            return known
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            trusted = False
+        else:
+            trusted = any(ip in network for network in self._networks)
+        if len(self._cache) >= _TRUST_CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[address] = trusted
+        return trusted
+
+    def client_address(self, peer: str, forwarded_for: str | None) -> str:
+        """The rightmost ``X-Forwarded-For`` entry that is not a trusted proxy."""
+        if not forwarded_for:
+            return peer
+        entries = [entry.strip() for entry in forwarded_for.split(",")]
+        for entry in reversed(entries):
+            if not entry:
+                raise BadRequest("malformed X-Forwarded-For header")
+            if not self.is_trusted(entry):
+                return entry
+        return entries[0]
+
+
+def _parse_ip(text: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        raise BadRequest("malformed client address in X-Forwarded-For") from None
+
+
+def _clean_host(raw: str) -> str:
+    host = raw.strip().lower()
+    if host.startswith("["):
+        raise BadRequest("the target host must be a name, not an IP address")
+    name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        raise BadRequest("malformed X-Forwarded-Host header")
+    name = name.rstrip(".")
+    if not _HOST.fullmatch(name):
+        raise BadRequest("malformed X-Forwarded-Host header")
+    return name
+
+
+def _method(raw: str | None) -> str:
+    method = (raw or "GET").strip()
+    if not _METHOD.fullmatch(method):
+        raise BadRequest("malformed request method")
+    return method.upper()
+
+
+def _build(
+    url: str, host: str, method: str, peer: str, forwarded_for: str | None, trust: ProxyTrust
+) -> AccessRequest:
+    client = _parse_ip(trust.client_address(peer, forwarded_for))
+    try:
+        target = Target.from_url(url, method, client)
+    except BadTarget as error:
+        raise BadRequest(f"malformed target URL: {error}") from None
+    return AccessRequest(url, method, host, client, target, trusted=True)
+
+
+def from_forward_auth(
+    headers: Mapping[str, str], peer: str, trust: ProxyTrust
+) -> AccessRequest:
+    """Caddy / Traefik style: ``X-Forwarded-Method``, ``-Proto``, ``-Host``, ``-Uri``, ``-For``."""
+    if not trust.is_trusted(peer):
+        raise BadRequest("this endpoint only answers trusted proxies")
+    proto = headers.get("x-forwarded-proto", "").strip().lower()
+    if proto != "https":
+        raise BadRequest("the target must be https (X-Forwarded-Proto)")
+    raw_host = headers.get("x-forwarded-host")
+    if not raw_host:
+        raise BadRequest("missing X-Forwarded-Host header")
+    host = _clean_host(raw_host)
+    uri = headers.get("x-forwarded-uri") or "/"
+    if not uri.startswith("/") or uri.startswith("//"):
+        raise BadRequest("malformed X-Forwarded-Uri header")
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in uri):
+        raise BadRequest("malformed X-Forwarded-Uri header")
+    method = _method(headers.get("x-forwarded-method"))
+    url = f"https://{raw_host.strip().lower()}{uri}"
+    return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)
+
+
+def from_auth_request(
+    headers: Mapping[str, str], peer: str, trust: ProxyTrust
+) -> AccessRequest:
+    """nginx ``auth_request`` style: ``X-Original-URL`` and ``X-Original-Method``."""
+    if not trust.is_trusted(peer):
+        raise BadRequest("this endpoint only answers trusted proxies")
+    url = headers.get("x-original-url", "").strip()
+    if not url:
+        raise BadRequest("missing X-Original-URL header")
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+        raise BadRequest("malformed X-Original-URL header")
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        raise BadRequest("the target must be https (X-Original-URL)")
+    if parts.username is not None or parts.password is not None or not parts.netloc:
+        raise BadRequest("malformed X-Original-URL header")
+    host = _clean_host(parts.netloc)
+    method = _method(headers.get("x-original-method"))
+    return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)

@@ -1,0 +1,42 @@
+"""The live components of one gateway process, built once from :class:`Settings`.
+
+The Starlette app, the portal and the decision endpoints receive a :class:`Runtime`; nothing
+is global, so tests can build several gateways in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.identity.model import UserBackend
+    from gateway.identity.second_factor import SecondFactor
+    from gateway.observability.metrics import Metrics
+    from gateway.policy.reload import PolicyWatcher
+    from gateway.security.crypto import Keyring
+    from gateway.security.regulation import Regulator
+    from gateway.session.manager import SessionManager
+    from gateway.settings import Settings
+    from gateway.storage.base import Storage
+
+__all__ = ["Runtime"]
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Everything a request handler may use; built by :func:`gateway.app.build_runtime`."""
+
+    settings: Settings
+    keyring: Keyring
+    hash_key: bytes
+    policy: PolicyWatcher
+    sessions: SessionManager
+    users: UserBackend
+    regulator: Regulator
+    storage: Storage
+    second_factor: SecondFactor
+    metrics: Metrics
+    machines: Any = None
+    """The machine-credential authenticator for API hosts, when configured."""
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,73 @@
+"""``gateway serve``: run the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from gateway.observability.logging import configure_logging
+from gateway.settings import load_settings_with_warnings
+from gateway.yaml_source import ConfigError
+
+__all__ = ["add_arguments", "run"]
+
+CONFIG_ENV = "GATEWAY_CONFIG"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get(CONFIG_ENV),
+        metavar="FILE",
+        help=f"the gateway configuration (default: ${CONFIG_ENV})",
+    )
+    parser.add_argument("--address", help="listen address (default: server.address)")
+    parser.add_argument("--port", type=int, help="listen port (default: server.port)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (several need the sqlite or redis session store; default 1)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate the configuration, then serve until interrupted."""
+    if not args.config:
+        print(f"error: pass --config FILE or set {CONFIG_ENV}", file=sys.stderr)
+        return 2
+    try:
+        settings, warnings = load_settings_with_warnings(args.config)
+    except ConfigError as error:
+        for issue in error.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.workers > 1 and settings.session.store == "memory":
+        print(
+            "error: the memory session store cannot be shared by several workers; "
+            "use session.store: sqlite or redis",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    import uvicorn
+
+    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    uvicorn.run(
+        "gateway.app:create_app_from_environment",
+        factory=True,
+        host=args.address or settings.server.address,
+        port=args.port or settings.server.port,
+        workers=args.workers,
+        # The decision endpoints must see the real peer to decide whom to trust, so uvicorn
+        # must not rewrite the client address; the portal reads forwarded headers itself.
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        log_config=None,
+    )
+    return 0

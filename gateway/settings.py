@@ -1,0 +1,504 @@
+"""The typed configuration model, loaded from one YAML file (``gateway.yml``).
+
+* ``${VAR}`` / ``${VAR:-default}`` anywhere in a value is replaced from the environment
+  (``$$`` writes a literal ``$``).
+* Any key ``NAME_file: /path`` reads the value of ``NAME`` from that file (trailing newline
+  stripped), for secrets mounted by systemd, Docker or Kubernetes. A list-valued ``NAME``
+  takes one entry per non-empty line. A secret file readable by group or others is a warning.
+* Relative paths are resolved against the directory of the configuration file.
+* Every error names ``file:line:column`` and says what is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.security.crypto import InvalidKeyError, parse_key
+from gateway.yaml_source import ConfigError, Document, Issue, YamlPath, default_environ, load_file
+
+__all__ = [
+    "AuthenticationSettings",
+    "CookieDomain",
+    "LdapSettings",
+    "Settings",
+    "load_settings",
+    "load_settings_with_warnings",
+    "parse_duration",
+]
+
+# --------------------------------------------------------------------------------------------
+# Field types
+# --------------------------------------------------------------------------------------------
+
+_DURATION_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 7 * 86400,
+    "week": 7 * 86400,
+    "weeks": 7 * 86400,
+    "M": 30 * 86400,
+    "month": 30 * 86400,
+    "months": 30 * 86400,
+    "y": 365 * 86400,
+    "year": 365 * 86400,
+    "years": 365 * 86400,
+}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"1 month"`` (Authelia's units)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h or 1M")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a duration such as 30s, 5m, 1h or 1M")
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    total = 0.0
+    position = 0
+    while position < len(text):
+        match = _DURATION_PART.match(text, position)
+        unit = match.group(2) if match else ""
+        if not match or (unit not in _DURATION_UNITS and unit.lower() not in _DURATION_UNITS):
+            raise ValueError(
+                f"'{value}' is not a duration (use a number with a unit: s, m, h, d, w, M, y)"
+            )
+        factor = _DURATION_UNITS.get(unit, _DURATION_UNITS.get(unit.lower(), 1))
+        total += float(match.group(1)) * factor
+        position = match.end()
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+ConfigPath = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
+"""A path; relative ones are resolved against the configuration file's directory on load."""
+
+
+def _resolve_paths(model: BaseModel, base_dir: Path) -> Any:
+    """Copy of ``model`` with every relative :class:`Path` (defaults too) made absolute."""
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, Path):
+            return value if value.is_absolute() else base_dir / value
+        if isinstance(value, BaseModel):
+            return _resolve_paths(value, base_dir)
+        if isinstance(value, tuple):
+            return tuple(resolve(item) for item in value)
+        return value
+
+    updates = {name: resolve(getattr(model, name)) for name in type(model).model_fields}
+    return model.model_copy(update=updates)
+
+
+def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IP address or CIDR network") from None
+
+
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
+
+
+def _https_url(value: Any) -> str:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"'{text}' must be an absolute https:// URL")
+    return text.rstrip("/")
+
+
+HttpsUrl = Annotated[str, BeforeValidator(_https_url)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+class ServerSettings(_Section):
+    address: str = "127.0.0.1"
+    port: int = Field(9091, ge=1, le=65535)
+    trusted_proxies: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    """Peers allowed to set X-Forwarded-* / X-Original-* and client-certificate headers."""
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class SecretsSettings(_Section):
+    encryption_keys: tuple[str, ...] = Field(min_length=1)
+    """AES-256-GCM keys for secrets at rest; the first encrypts, all decrypt (rotation)."""
+    hash_key: str = Field(min_length=32)
+    """Server secret for keyed hashes (API keys, CSRF tokens); at least 32 characters."""
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_parse(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for key in keys:
+            try:
+                parse_key(key)
+            except InvalidKeyError as error:
+                raise ValueError(str(error)) from None
+        return keys
+
+
+class PolicySettings(_Section):
+    files: tuple[ConfigPath, ...] = Field(min_length=1)
+    reload_interval: Duration = 2.0
+
+
+class CookieDomain(_Section):
+    """One root domain with its own session cookie, portal and default landing page."""
+
+    domain: str
+    portal_url: HttpsUrl
+    default_redirect_url: HttpsUrl | None = None
+    name: str | None = None
+    expiration: Duration | None = None
+    inactivity: Duration | None = None
+    remember_me: Duration | None = None
+
+    @field_validator("domain")
+    @classmethod
+    def _domain_shape(cls, value: str) -> str:
+        domain = value.strip().lower().lstrip(".")
+        if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*", domain):
+            raise ValueError(f"'{value}' is not a domain name (write e.g. example.com)")
+        if "." not in domain and domain != "localhost":
+            raise ValueError(
+                f"'{value}' is a top-level name; browsers refuse cookies for it "
+                "(use a registrable domain such as example.com)"
+            )
+        return domain
+
+    @model_validator(mode="after")
+    def _portal_inside_domain(self) -> CookieDomain:
+        for label, url in (("portal_url", self.portal_url), ("default_redirect_url", self.default_redirect_url)):
+            if url is None:
+                continue
+            host = (urlsplit(url).hostname or "").lower()
+            if host != self.domain and not host.endswith("." + self.domain):
+                raise ValueError(f"{label} {url} is not inside the cookie domain {self.domain}")
+        return self
+
+
+class SqliteSettings(_Section):
+    path: ConfigPath
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    password: str | None = None
+    key_prefix: str = "gateway:"
+    timeout: Duration = 2.0
+
+
+class SessionSettings(_Section):
+    cookie_name: str = "gateway_session"
+    same_site: Literal["lax", "strict"] = "lax"
+    expiration: Duration = 3600.0
+    inactivity: Duration = 300.0
+    remember_me: Duration = 30 * 86400.0
+    cookies: tuple[CookieDomain, ...] = Field(min_length=1)
+    store: Literal["memory", "sqlite", "redis"] = "sqlite"
+    sqlite: SqliteSettings = SqliteSettings(path=Path("data/sessions.sqlite3"))
+    redis: RedisSettings = RedisSettings()
+    cache_ttl: Duration = 1.0
+    """How long a replica may reuse a session it has just read (bounded staleness)."""
+
+    @model_validator(mode="after")
+    def _unique_domains(self) -> SessionSettings:
+        seen: set[str] = set()
+        for cookie in self.cookies:
+            if cookie.domain in seen:
+                raise ValueError(f"cookie domain {cookie.domain} is configured twice")
+            seen.add(cookie.domain)
+        return self
+
+
+class RegulationSettings(_Section):
+    max_retries: int = Field(3, ge=0)
+    """Failures within find_time that ban the user / IP; 0 disables regulation."""
+    find_time: Duration = 120.0
+    ban_time: Duration = 300.0
+
+
+class UsersFileSettings(_Section):
+    path: ConfigPath
+    watch: bool = True
+
+
+class LdapAttributes(_Section):
+    username: str = "uid"
+    display_name: str = "displayName"
+    mail: str = "mail"
+    group_name: str = "cn"
+    member_of: str = "memberOf"
+    distinguished_name: str = "distinguishedName"
+
+
+class LdapSettings(_Section):
+    implementation: Literal["custom", "openldap", "activedirectory"] = "custom"
+    urls: tuple[str, ...] = Field(min_length=1)
+    start_tls: bool = False
+    ca_certificate: ConfigPath | None = None
+    tls_skip_verify: bool = False
+    base_dn: str
+    additional_users_dn: str = ""
+    users_filter: str = "(&({username_attribute}={input})(objectClass=person))"
+    additional_groups_dn: str = ""
+    groups_filter: str = "(&(member={dn})(objectClass=groupOfNames))"
+    group_search_mode: Literal["filter", "memberof"] = "filter"
+    user: str = ""
+    password: str = ""
+    attributes: LdapAttributes = LdapAttributes()
+    connect_timeout: Duration = 5.0
+    read_timeout: Duration = 5.0
+    pool_size: int = Field(8, ge=1, le=128)
+    retries: int = Field(2, ge=0, le=10)
+    circuit_breaker_failures: int = Field(5, ge=1)
+    circuit_breaker_reset: Duration = 30.0
+    refresh_interval: Duration = 300.0
+
+    @field_validator("urls")
+    @classmethod
+    def _url_schemes(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if urlsplit(url).scheme not in ("ldap", "ldaps") or not urlsplit(url).hostname:
+                raise ValueError(f"'{url}' must be an ldap:// or ldaps:// URL")
+        return urls
+
+
+class AuthenticationSettings(_Section):
+    backend: Literal["file", "ldap"] = "file"
+    file: UsersFileSettings | None = None
+    ldap: LdapSettings | None = None
+
+    @model_validator(mode="after")
+    def _backend_configured(self) -> AuthenticationSettings:
+        if self.backend == "file" and self.file is None:
+            raise ValueError("backend 'file' needs a 'file:' section with 'path'")
+        if self.backend == "ldap" and self.ldap is None:
+            raise ValueError("backend 'ldap' needs an 'ldap:' section")
+        return self
+
+
+class TotpSettings(_Section):
+    issuer: str = "gateway"
+    period: int = Field(30, ge=15, le=120)
+    digits: Literal[6, 8] = 6
+    skew: int = Field(1, ge=0, le=3)
+
+
+class PostgresSettings(_Section):
+    dsn: str
+    password: str | None = None
+    pool_size: int = Field(4, ge=1, le=64)
+    connect_timeout: Duration = 5.0
+    """How long to wait for the server (or a free pooled connection) before giving up."""
+
+
+class StorageSettings(_Section):
+    type: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite: SqliteSettings = SqliteSettings(path=Path("data/gateway.sqlite3"))
+    postgres: PostgresSettings | None = None
+
+    @model_validator(mode="after")
+    def _postgres_configured(self) -> StorageSettings:
+        if self.type == "postgres" and self.postgres is None:
+            raise ValueError("type 'postgres' needs a 'postgres:' section with 'dsn'")
+        return self
+
+
+class Settings(_Section):
+    """The whole gateway configuration."""
+
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+    secrets: SecretsSettings
+    policy: PolicySettings
+    session: SessionSettings
+    authentication: AuthenticationSettings = AuthenticationSettings(
+        backend="file", file=UsersFileSettings(path=Path("users.yml"))
+    )
+    regulation: RegulationSettings = RegulationSettings()
+    totp: TotpSettings = TotpSettings()
+    storage: StorageSettings = StorageSettings()
+    source: Path | None = Field(default=None, exclude=True)
+    """The file this configuration was read from (set by the loader)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _read_secret_files(
+    document: Document, node: Any, path: YamlPath, warnings: list[Issue], issues: list[Issue]
+) -> Any:
+    """Replace every ``NAME_file: /path`` with ``NAME: <file contents>``."""
+    if isinstance(node, list):
+        return [
+            _read_secret_files(document, item, (*path, index), warnings, issues)
+            for index, item in enumerate(node)
+        ]
+    if not isinstance(node, dict):
+        return node
+    result: dict[str, Any] = {}
+    for key, value in node.items():
+        child = (*path, key)
+        if not key.endswith("_file"):
+            result[key] = _read_secret_files(document, value, child, warnings, issues)
+            continue
+        name = key[: -len("_file")]
+        if name in node:
+            issues.append(document.issue(child, f"set either '{name}' or '{key}', not both"))
+            continue
+        if not isinstance(value, str) or not value:
+            issues.append(document.issue(child, f"'{key}' must be the path of a file"))
+            continue
+        secret_path = Path(value)
+        if not secret_path.is_absolute() and document.file:
+            secret_path = Path(document.file).resolve().parent / secret_path
+        try:
+            mode = secret_path.stat().st_mode
+            content = secret_path.read_text(encoding="utf-8")
+        except OSError as error:
+            issues.append(
+                document.issue(child, f"cannot read secret file {value}: {error.strerror}")
+            )
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            warnings.append(
+                document.issue(
+                    child,
+                    f"secret file {value} is readable by other users "
+                    f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {value}",
+                )
+            )
+        lines = [line.strip() for line in content.splitlines() if line.strip()]
+        result[name] = lines if name.endswith("s") else content.rstrip("\r\n")
+    return result
+
+
+def _known_options(location: YamlPath) -> list[str]:
+    model: Any = Settings
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        annotation = info.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _issue_from_error(document: Document, error: Mapping[str, Any]) -> Issue:
+    location: YamlPath = tuple(part for part in error["loc"] if isinstance(part, str | int))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    kind = error["type"]
+    field = ".".join(str(part) for part in location) or "configuration"
+    if kind == "extra_forbidden":
+        name = str(location[-1])
+        close = difflib.get_close_matches(name, _known_options(location), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return document.issue(location, f"unknown option '{name}'{hint}", at_key=True)
+    elif kind == "missing":
+        message = f"missing required option '{field}'"
+    elif kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        message = f"'{error.get('input')}' is not allowed for {field} (expected {expected})"
+    else:
+        message = f"{field}: {message}"
+    return document.issue(location, message)
+
+
+def load_settings_with_warnings(
+    path: str | Path, *, environ: Mapping[str, str] | None = None
+) -> tuple[Settings, list[Issue]]:
+    """Load and validate ``gateway.yml``; raises :class:`ConfigError` listing every problem."""
+    document = load_file(path, environ=environ if environ is not None else default_environ())
+    if not isinstance(document.data, dict):
+        raise ConfigError([document.issue((), "the configuration must be a YAML mapping")])
+    warnings: list[Issue] = []
+    issues: list[Issue] = []
+    data = _read_secret_files(document, document.data, (), warnings, issues)
+    if issues:
+        raise ConfigError(issues)
+    base_dir = Path(path).resolve().parent
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as error:
+        details = error.errors()
+        # A list whose items failed also reports "too short"; the item errors say more.
+        failed_items = {
+            tuple(d["loc"][:i])
+            for d in details
+            for i, part in enumerate(d["loc"])
+            if isinstance(part, int)
+        }
+        raise ConfigError(
+            _issue_from_error(document, detail)
+            for detail in details
+            if not (detail["type"] == "too_short" and tuple(detail["loc"]) in failed_items)
+        ) from None
+    settings = _resolve_paths(settings, base_dir)
+    return settings.model_copy(update={"source": Path(path).resolve()}), warnings
+
+
+def load_settings(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Settings:
+    """Like :func:`load_settings_with_warnings`, dropping the warnings."""
+    return load_settings_with_warnings(path, environ=environ)[0]

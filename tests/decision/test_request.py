@@ -1,0 +1,139 @@
+"""Normalising forward-auth / auth-request headers, and whom to trust."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from gateway.decision.request import (
+    BadRequest,
+    ProxyTrust,
+    from_auth_request,
+    from_forward_auth,
+)
+
+TRUST = ProxyTrust([ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/24")])
+
+
+def forward(**overrides: str) -> dict[str, str]:
+    headers = {
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "app.example.com",
+        "x-forwarded-uri": "/path?q=1",
+        "x-forwarded-method": "GET",
+        "x-forwarded-for": "203.0.113.9",
+    }
+    headers.update(overrides)
+    return {k: v for k, v in headers.items() if v != "<absent>"}
+
+
+def test_forward_auth_target_from_headers() -> None:
+    access = from_forward_auth(forward(), "127.0.0.1", TRUST)
+    assert access.url == "https://app.example.com/path?q=1"
+    assert access.host == "app.example.com"
+    assert access.method == "GET"
+    assert str(access.client_ip) == "203.0.113.9"
+    assert access.target.host == "app.example.com"
+
+
+def test_host_is_lowercased_and_port_dropped_for_matching() -> None:
+    access = from_forward_auth(forward(**{"x-forwarded-host": "App.Example.COM:8443"}), "127.0.0.1", TRUST)
+    assert access.host == "app.example.com"
+    assert access.url == "https://app.example.com:8443/path?q=1"
+
+
+@pytest.mark.parametrize(
+    ("xff", "client"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        # A client-supplied entry on the left cannot win over the address Caddy appended.
+        ("1.2.3.4, 203.0.113.9", "203.0.113.9"),
+        # Trusted proxies on the right are skipped.
+        ("203.0.113.9, 10.0.0.5, 127.0.0.1", "203.0.113.9"),
+        # Only trusted hops: the leftmost.
+        ("10.0.0.7, 127.0.0.1", "10.0.0.7"),
+        ("2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_client_is_rightmost_untrusted_forwarded_for_entry(xff: str, client: str) -> None:
+    access = from_forward_auth(forward(**{"x-forwarded-for": xff}), "127.0.0.1", TRUST)
+    assert str(access.client_ip) == client
+
+
+def test_without_forwarded_for_the_peer_is_the_client() -> None:
+    access = from_forward_auth(forward(**{"x-forwarded-for": "<absent>"}), "127.0.0.1", TRUST)
+    assert str(access.client_ip) == "127.0.0.1"
+
+
+def test_untrusted_peer_cannot_choose_target_or_address() -> None:
+    with pytest.raises(BadRequest, match="trusted proxies"):
+        from_forward_auth(forward(), "198.51.100.7", TRUST)
+    with pytest.raises(BadRequest, match="trusted proxies"):
+        from_auth_request({"x-original-url": "https://app.example.com/"}, "198.51.100.7", TRUST)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"x-forwarded-host": "<absent>"}, "missing X-Forwarded-Host"),
+        ({"x-forwarded-host": "bad host"}, "malformed X-Forwarded-Host"),
+        ({"x-forwarded-host": "[::1]"}, "must be a name"),
+        ({"x-forwarded-host": "a.example.com:abc"}, "malformed X-Forwarded-Host"),
+        ({"x-forwarded-method": "G3T"}, "malformed request method"),
+        ({"x-forwarded-method": "GET /x"}, "malformed request method"),
+        ({"x-forwarded-proto": "http"}, "must be https"),
+        ({"x-forwarded-proto": "<absent>"}, "must be https"),
+        ({"x-forwarded-uri": "relative"}, "malformed X-Forwarded-Uri"),
+        ({"x-forwarded-uri": "//evil.com/x"}, "malformed X-Forwarded-Uri"),
+        ({"x-forwarded-uri": "/a b"}, "malformed X-Forwarded-Uri"),
+        ({"x-forwarded-for": "not-an-ip"}, "malformed client address"),
+        ({"x-forwarded-for": "1.2.3.4,,"}, "malformed X-Forwarded-For"),
+    ],
+)
+def test_malformed_requests_are_bad_requests(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        from_forward_auth(forward(**overrides), "127.0.0.1", TRUST)
+
+
+def test_method_defaults_to_get_and_is_uppercased() -> None:
+    assert from_forward_auth(forward(**{"x-forwarded-method": "<absent>"}), "127.0.0.1", TRUST).method == "GET"
+    assert from_forward_auth(forward(**{"x-forwarded-method": "post"}), "127.0.0.1", TRUST).method == "POST"
+
+
+def test_auth_request_reads_original_url_and_method() -> None:
+    access = from_auth_request(
+        {"x-original-url": "https://App.example.com/a/../admin", "x-original-method": "delete",
+         "x-forwarded-for": "192.0.2.1"},
+        "127.0.0.1",
+        TRUST,
+    )
+    assert access.host == "app.example.com"
+    assert access.method == "DELETE"
+    assert access.target.path == "/admin"
+    assert str(access.client_ip) == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", "missing X-Original-URL"),
+        ("http://app.example.com/", "must be https"),
+        ("https://user:pw@app.example.com/", "malformed X-Original-URL"),
+        ("https:///path", "malformed X-Original-URL"),
+        ("https://app.example.com/a b", "malformed X-Original-URL"),
+    ],
+)
+def test_auth_request_rejects_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        from_auth_request({"x-original-url": url}, "127.0.0.1", TRUST)
+
+
+def test_trust_answers_are_memoised_and_bounded() -> None:
+    trust = ProxyTrust([ipaddress.ip_network("127.0.0.0/8")])
+    assert trust.is_trusted("127.0.0.1")
+    assert not trust.is_trusted("::1")
+    assert not trust.is_trusted("garbage")
+    for index in range(5000):
+        trust.is_trusted(f"10.0.{index // 256}.{index % 256}")
+    assert trust.is_trusted("127.0.0.2")
