@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.credentials.authenticator import MachineAuthenticator
 from gateway.decision.endpoint import AuthzEndpoint
 from gateway.decision.request import BadRequest, ProxyTrust
 from gateway.identity.model import create_user_backend
@@ -52,22 +53,28 @@ async def build_runtime(settings: Settings) -> Runtime:
         users = create_user_backend(settings)
         await users.start()
         opened.append(users)
-        second_factor = SecondFactor.from_settings(settings, storage, hash_key)
+        second_factor = SecondFactor.from_settings(settings, storage, hash_key, keyring=keyring)
+        machines = MachineAuthenticator.from_settings(settings, storage=storage)
+        await machines.start()
+        opened.append(machines)
     except BaseException:
         for component in reversed(opened):
             await _close(component)
         raise
     metrics = Metrics()
     metrics.gauge(
-        "gateway_policy_generation", "Policy loads since start (1 = initial load).",
+        "gateway_policy_generation",
+        "Policy loads since start (1 = initial load).",
         lambda: float(policy.generation),
     )
     metrics.gauge(
-        "gateway_policy_reload_failures", "Policy reloads rejected because the new file was invalid.",
+        "gateway_policy_reload_failures",
+        "Policy reloads rejected because the new file was invalid.",
         lambda: float(policy.reload_failures),
     )
     metrics.gauge(
-        "gateway_policy_last_reload_ok", "1 when the policy files on disk are the ones in force.",
+        "gateway_policy_last_reload_ok",
+        "1 when the policy files on disk are the ones in force.",
         lambda: 0.0 if policy.last_error else 1.0,
     )
     return Runtime(
@@ -81,6 +88,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         storage=storage,
         second_factor=second_factor,
         metrics=metrics,
+        machines=machines,
         extras={"session_store": store},
     )
 
@@ -98,6 +106,7 @@ async def _close(component: Any) -> None:
 async def close_runtime(runtime: Runtime) -> None:
     """Stop background tasks and close connections, in reverse order of opening."""
     for component in (
+        runtime.machines,
         runtime.users,
         runtime.extras.get("session_store"),
         runtime.storage,
@@ -148,6 +157,11 @@ def _health(_: Request) -> Response:
     return JSONResponse({"status": "OK"})
 
 
+_METHOD_NOT_ALLOWED = PlainTextResponse(
+    "Method Not Allowed", status_code=405, headers={"Allow": "GET, HEAD"}
+)
+
+
 class GatewayApp:
     """The ASGI application: the two decision endpoints by exact path, all else via Starlette.
 
@@ -165,8 +179,11 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             endpoint = self._fast.get(scope["path"])
-            if endpoint is not None and scope["method"] in ("GET", "HEAD"):
-                await endpoint(scope, receive, send)
+            if endpoint is not None:
+                if scope["method"] in ("GET", "HEAD"):
+                    await endpoint(scope, receive, send)
+                else:
+                    await _METHOD_NOT_ALLOWED(scope, receive, send)
                 return
         await self._starlette(scope, receive, send)
 
@@ -228,9 +245,6 @@ def _routes(runtime: Runtime, trust: ProxyTrust) -> list[BaseRoute]:
         )
 
     return [
-        # Reached only for methods other than GET/HEAD (the fast path takes those): 405.
-        Route("/api/authz/forward-auth", _health, methods=["GET", "HEAD"]),
-        Route("/api/authz/auth-request", _health, methods=["GET", "HEAD"]),
         Route("/api/health", _health, methods=["GET", "HEAD"]),
         Route("/api/ready", ready, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -14,10 +14,16 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", "-c", required=True, metavar="FILE", help="the gateway configuration (gateway.yml)"
+        "--config",
+        "-c",
+        required=True,
+        metavar="FILE",
+        help="the gateway configuration (gateway.yml)",
     )
     parser.add_argument(
-        "--strict", action="store_true", help="treat warnings as errors (exit 1 when any is printed)"
+        "--strict",
+        action="store_true",
+        help="treat warnings as errors (exit 1 when any is printed)",
     )
 
 

@@ -32,10 +32,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("bans", "gateway.session.ban_commands", "list or clear brute-force bans"),
     ("secret", "gateway.storage.commands", "generate or rotate encryption keys"),
     ("keys", "gateway.credentials.commands", "manage API keys (create, list, revoke, rotate)"),
+    ("audit", "gateway.storage.audit_commands", "verify or list the audit hash chain"),
 )
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
         description=(
@@ -46,13 +47,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in _COMMANDS:
-        try:
-            module = cast(_CommandModule, importlib.import_module(module_name))
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue  # a command whose module this build does not ship
-        sub = commands.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
+        description = help_text[:1].upper() + help_text[1:] + "."
+        sub = commands.add_parser(name, help=help_text, description=description)
+        if only is not None and name != only:
+            continue  # not the command being run: skip importing its module
+        module = cast(_CommandModule, importlib.import_module(module_name))
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
     return parser
@@ -60,8 +59,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway`` console script."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Import only the module of the command being run; `gateway --help` needs none of them.
+    chosen = next((name for name, _, _ in _COMMANDS if arguments[:1] == [name]), None)
+    parser = _build_parser(chosen)
+    args = parser.parse_args(arguments)
     try:
         return int(args._run(args))
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gateway.credentials.authenticator import MachineAuthenticator
     from gateway.identity.model import UserBackend
     from gateway.identity.second_factor import SecondFactor
     from gateway.observability.metrics import Metrics
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from gateway.security.regulation import Regulator
     from gateway.session.manager import SessionManager
     from gateway.settings import Settings
-    from gateway.storage.base import Storage
+    from gateway.storage.store import Storage
 
 __all__ = ["Runtime"]
 
@@ -37,6 +38,6 @@ class Runtime:
     storage: Storage
     second_factor: SecondFactor
     metrics: Metrics
-    machines: Any = None
-    """The machine-credential authenticator for API hosts, when configured."""
+    machines: MachineAuthenticator | None = None
+    """The machine-credential authenticator for API hosts."""
     extras: dict[str, Any] = field(default_factory=dict)

@@ -37,6 +37,7 @@ from gateway.yaml_source import ConfigError, Document, Issue, YamlPath, default_
 __all__ = [
     "AuthenticationSettings",
     "CookieDomain",
+    "CredentialsSettings",
     "LdapSettings",
     "Settings",
     "load_settings",
@@ -220,7 +221,10 @@ class CookieDomain(_Section):
 
     @model_validator(mode="after")
     def _portal_inside_domain(self) -> CookieDomain:
-        for label, url in (("portal_url", self.portal_url), ("default_redirect_url", self.default_redirect_url)):
+        for label, url in (
+            ("portal_url", self.portal_url),
+            ("default_redirect_url", self.default_redirect_url),
+        ):
             if url is None:
                 continue
             host = (urlsplit(url).hostname or "").lower()
@@ -357,6 +361,319 @@ class StorageSettings(_Section):
         return self
 
 
+# --------------------------------------------------------------------------------------------
+# Machine credentials (gateway/credentials)
+# --------------------------------------------------------------------------------------------
+
+
+def _network_list(value: Any) -> Any:
+    """Networks as a YAML list, or as one space- or comma-separated string."""
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    return value
+
+
+NetworkList = Annotated[tuple[Network, ...], BeforeValidator(_network_list)]
+
+_RATE_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+}
+
+
+def _rate(value: Any) -> float:
+    """Requests per second from ``10/s``, ``600/m``, ``5000/h``, ``10000/d`` or a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    text = str(value).strip().lower()
+    count, _, unit = text.partition("/")
+    try:
+        amount = float(count)
+    except ValueError:
+        amount = -1.0
+    factor = _RATE_UNITS.get(unit.strip() or "s")
+    if amount <= 0 or factor is None:
+        raise ValueError(f"'{value}' is not a rate (write e.g. 10/s, 600/m or 5000/h)")
+    return amount / factor
+
+
+Rate = Annotated[float, BeforeValidator(_rate)]
+
+_JWT_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+
+
+def _jwt_algorithm(value: Any) -> str:
+    text = str(value).strip()
+    if text.lower() == "none":
+        raise ValueError("'none' means an unsigned token and is never accepted")
+    if text.upper().startswith("HS"):
+        raise ValueError(
+            f"'{text}' is an HMAC algorithm (a shared secret); issuers must sign with a "
+            f"private key: use one of {', '.join(_JWT_ALGORITHMS)}"
+        )
+    if text not in _JWT_ALGORITHMS:
+        raise ValueError(f"'{text}' is not supported (use one of {', '.join(_JWT_ALGORITHMS)})")
+    return text
+
+
+JwtAlgorithm = Annotated[str, BeforeValidator(_jwt_algorithm)]
+
+
+def _jwks_url(value: Any) -> str:
+    text = str(value).strip()
+    parts = urlsplit(text)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+        raise ValueError(
+            f"'{text}' must be an https:// URL (plain http only for localhost / 127.0.0.1)"
+        )
+    return text
+
+
+JwksUrl = Annotated[str, BeforeValidator(_jwks_url)]
+
+
+class JwtIssuerSettings(_Section):
+    """A trusted issuer of bearer JWTs (an OIDC provider's client-credentials tokens, say)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    issuer: str = Field(min_length=1)
+    """The exact ``iss`` value its tokens carry."""
+    jwks_url: JwksUrl | None = None
+    public_keys: tuple[str, ...] = ()
+    """PEM public keys (``-----BEGIN PUBLIC KEY-----``), instead of a JWKS URL."""
+    public_key_files: tuple[ConfigPath, ...] = ()
+    audiences: tuple[str, ...] = Field(min_length=1)
+    algorithms: tuple[JwtAlgorithm, ...] = Field(("RS256", "ES256"), min_length=1)
+    username_claim: str = Field("sub", min_length=1)
+    """``sub``, or e.g. ``client_id`` / ``azp`` for client-credentials tokens."""
+    groups_claim: str | None = None
+    """A list claim (``groups``, ``roles``) or a space-separated one (``scope``)."""
+    groups: tuple[str, ...] = ()
+    """Groups every identity from this issuer gets."""
+    required_claims: tuple[str, ...] = ("exp",)
+    leeway: Duration = Field(30.0, le=300)
+    jwks_refresh_interval: Duration = Field(300.0, ge=10)
+    jwks_min_refetch_interval: Duration = Field(60.0, ge=1)
+    jwks_max_stale: Duration = 86400.0
+    jwks_timeout: Duration = Field(5.0, gt=0, le=60)
+    jwks_max_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _keys_usable(self) -> JwtIssuerSettings:
+        from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        has_static = bool(self.public_keys or self.public_key_files)
+        if (self.jwks_url is None) == (not has_static):
+            raise ValueError(
+                f"issuer {self.name}: set either jwks_url or public_keys / public_key_files"
+            )
+        families: dict[str, tuple[type, ...]] = {
+            "RS": (rsa.RSAPublicKey,),
+            "PS": (rsa.RSAPublicKey,),
+            "ES": (ec.EllipticCurvePublicKey,),
+            "Ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+        }
+        usable = tuple({kind for alg in self.algorithms for kind in families[alg[:2]]})
+        # Inline keys are checked here; key files when the gateway starts (paths are resolved
+        # against the configuration's directory only after validation).
+        for index, pem in enumerate(self.public_keys):
+            label = f"public_keys[{index}]"
+            try:
+                key = load_pem_public_key(pem.encode())
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"{label} is not a PEM public key (-----BEGIN PUBLIC KEY-----)"
+                ) from None
+            if not isinstance(key, usable):
+                from gateway.credentials.jwt import key_kind
+
+                raise ValueError(
+                    f"{label} is an {key_kind(key)} key, which none of the "
+                    f"algorithms {', '.join(self.algorithms)} can use"
+                )
+        return self
+
+
+class ClientCertificateSettings(_Section):
+    """Client certificates Caddy verified (``client_auth``) and forwarded in headers."""
+
+    ca_bundle: ConfigPath
+    """PEM file of every CA that may issue client certificates (all are trusted); read when
+    the gateway starts (``gateway check`` too)."""
+    subjects: tuple[str, ...] = ()
+    """Subject patterns such as ``CN=build-*,O=Example``; one must match when set."""
+    sans: tuple[str, ...] = ()
+    """SAN patterns ``URI:spiffe://example.org/*``, ``DNS:*.example.org``, ``EMAIL:*@x``."""
+    pinned_fingerprints: tuple[str, ...] = ()
+    """When set, only certificates with one of these SHA-256 fingerprints are accepted."""
+    identity: Literal["cn", "san_uri"] = "cn"
+    groups: tuple[str, ...] = ()
+    cache_size: int = Field(1024, ge=1, le=1_000_000)
+
+    @field_validator("pinned_fingerprints")
+    @classmethod
+    def _fingerprints(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        from gateway.credentials.client_cert import normalize_fingerprint
+
+        return tuple(normalize_fingerprint(value) for value in values)
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> ClientCertificateSettings:
+        from gateway.credentials.client_cert import CertificateConfigError, check_patterns
+
+        try:
+            check_patterns(self.subjects, self.sans)
+        except CertificateConfigError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+
+class ApiKeySettings(_Section):
+    cache_ttl: Duration = Field(5.0, le=300)
+    """How long a replica reuses a key record (a revocation takes effect within this)."""
+    negative_cache_ttl: Duration = Field(5.0, le=300)
+    max_stale: Duration = 300.0
+    """While storage is down, cached records are used up to this age (then 503)."""
+    cache_size: int = Field(10_000, ge=1)
+    touch_interval: Duration = 60.0
+    """Last-use times are written in one batch this often."""
+
+
+class RateSettings(_Section):
+    rate: Rate
+    """``10/s``, ``600/m``, ``5000/h``, or requests per second."""
+    burst: int | None = Field(None, ge=1)
+    """Requests allowed at once (default: one second's worth, at least 1)."""
+
+    @property
+    def burst_size(self) -> int:
+        return self.burst if self.burst is not None else max(1, int(self.rate + 0.999999))
+
+
+class RateLimitSettings(_Section):
+    per_key: RateSettings | None = None
+    """Per credential (API key, client certificate, token subject)."""
+    per_ip: RateSettings | None = None
+    """Per client address, for every request to an API host."""
+    store: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    """Default: ``session.redis.url``."""
+    key_prefix: str = "gateway:ratelimit:"
+
+
+class UpstreamHeaderSettings(_Section):
+    header: str = Field("Authorization", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    secret: str = Field(min_length=1)
+    """Name of a secret in storage."""
+    format: str = "Bearer {secret}"
+
+    @field_validator("format")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        if value.count("{secret}") != 1:
+            raise ValueError("format must contain {secret} exactly once")
+        return value
+
+
+class ApiHostSettings(_Section):
+    """An API host: machine clients only, never redirected."""
+
+    domain: str
+    """A host name or glob (``api.billing.example.com``, ``api.*.example.com``)."""
+    networks: NetworkList | None = None
+    """Client networks allowed (default: ``credentials.default_networks``)."""
+    networks_env: str | None = None
+    """Read the networks from this environment variable (space-separated CIDRs) at load."""
+    upstream: tuple[UpstreamHeaderSettings, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _networks_from_env(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("networks_env") is None:
+            return data
+        name = str(data["networks_env"])
+        if data.get("networks") is not None:
+            raise ValueError("set either networks or networks_env, not both")
+        from gateway.credentials.networks import NetworkError, networks_from_env
+
+        try:
+            networks = networks_from_env(name)
+        except NetworkError as error:
+            raise ValueError(f"networks_env: {error}") from None
+        return {**data, "networks": tuple(str(network) for network in networks)}
+
+    @field_validator("domain")
+    @classmethod
+    def _domain_glob(cls, value: str) -> str:
+        text = value.strip().lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9*-]+(\.[a-z0-9*-]+)+", text):
+            raise ValueError(f"'{value}' is not a host name or glob (e.g. api.*.example.com)")
+        return text
+
+
+def _private_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    from gateway.credentials.networks import PRIVATE_NETWORKS
+
+    return tuple(ipaddress.ip_network(cidr) for cidr in PRIVATE_NETWORKS)
+
+
+class CredentialsSettings(_Section):
+    """Machine credentials: API keys, client certificates, bearer JWTs, API hosts."""
+
+    api_host_patterns: tuple[str, ...] = ("api.*",)
+    """Hosts treated as API hosts even when not listed in ``api_hosts``."""
+    default_networks: NetworkList = Field(default_factory=_private_networks)
+    """Allowlist of API hosts that declare none: loopback and private ranges."""
+    api_hosts: tuple[ApiHostSettings, ...] = ()
+    api_keys: ApiKeySettings = ApiKeySettings()
+    client_certificates: ClientCertificateSettings | None = None
+    issuers: tuple[JwtIssuerSettings, ...] = ()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+
+    @field_validator("api_host_patterns")
+    @classmethod
+    def _patterns(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not re.fullmatch(r"[a-z0-9*.-]+", value.strip().lower()):
+                raise ValueError(f"'{value}' is not a host glob (e.g. api.*)")
+        return tuple(value.strip().lower() for value in values)
+
+    @model_validator(mode="after")
+    def _unique(self) -> CredentialsSettings:
+        for label, values in (
+            ("issuers[].name", [issuer.name for issuer in self.issuers]),
+            ("issuers[].issuer", [issuer.issuer for issuer in self.issuers]),
+            ("api_hosts[].domain", [host.domain for host in self.api_hosts]),
+        ):
+            seen: set[str] = set()
+            for value in values:
+                if value in seen:
+                    raise ValueError(f"{label} '{value}' is configured twice")
+                seen.add(value)
+        return self
+
+
 class Settings(_Section):
     """The whole gateway configuration."""
 
@@ -371,6 +688,7 @@ class Settings(_Section):
     regulation: RegulationSettings = RegulationSettings()
     totp: TotpSettings = TotpSettings()
     storage: StorageSettings = StorageSettings()
+    credentials: CredentialsSettings = CredentialsSettings()
     source: Path | None = Field(default=None, exclude=True)
     """The file this configuration was read from (set by the loader)."""
 

@@ -17,6 +17,7 @@ from gateway.security.crypto import generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
+CADDYFILE = ROOT / "caddy" / "demo.Caddyfile"
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -90,7 +91,14 @@ def main() -> int:
         )
         processes.append(
             subprocess.Popen(
-                [caddy, "run", "--adapter", "caddyfile", "--config", str(ROOT / "caddy" / "demo.Caddyfile")],
+                [
+                    caddy,
+                    "run",
+                    "--adapter",
+                    "caddyfile",
+                    "--config",
+                    str(ROOT / "caddy" / "demo.Caddyfile"),
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -105,8 +113,9 @@ def main() -> int:
         print("       https://admin.gateway.localhost:8443/ asks admins for a TOTP code too")
     else:
         print("  Caddy is not installed; the gateway alone listens on http://127.0.0.1:9091")
-    print("  try:  curl -i -H 'X-Forwarded-Proto: https' -H 'X-Forwarded-Host: app.gateway.localhost' \\")
-    print("             -H 'X-Forwarded-Uri: /' -H 'Accept: text/html' http://127.0.0.1:9091/api/authz/forward-auth")
+    print("  try:  curl -i -H 'X-Forwarded-Proto: https' \\")
+    print("             -H 'X-Forwarded-Host: app.gateway.localhost' -H 'X-Forwarded-Uri: /' \\")
+    print("             -H 'Accept: text/html' http://127.0.0.1:9091/api/authz/forward-auth")
     print()
     try:
         while all(process.poll() is None for process in processes):

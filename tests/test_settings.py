@@ -55,8 +55,17 @@ def test_minimal_configuration_gets_documented_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(90, 90.0), ("90", 90.0), ("30s", 30.0), ("5m", 300.0), ("1h30m", 5400.0),
-     ("2 hours", 7200.0), ("1M", 30 * 86400.0), ("1w", 7 * 86400.0), ("1y", 365 * 86400.0)],
+    [
+        (90, 90.0),
+        ("90", 90.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("2 hours", 7200.0),
+        ("1M", 30 * 86400.0),
+        ("1w", 7 * 86400.0),
+        ("1y", 365 * 86400.0),
+    ],
 )
 def test_durations_accept_authelia_units(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -64,7 +73,7 @@ def test_durations_accept_authelia_units(text: object, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "5 fortnights", "-3", "m5", True])
 def test_bad_durations_are_rejected(text: object) -> None:
-    with pytest.raises(ValueError, match="duration|negative"):
+    with pytest.raises(ValueError, match=r"duration|negative"):
         parse_duration(text)
 
 
@@ -154,7 +163,7 @@ session:
 
 def test_portal_outside_cookie_domain_is_rejected(tmp_path: Path) -> None:
     text = MINIMAL.replace("https://auth.example.com/", "https://auth.example.org")
-    with pytest.raises(ConfigError, match="portal_url https://auth.example.org is not inside"):
+    with pytest.raises(ConfigError, match=r"portal_url https://auth\.example\.org is not inside"):
         load_settings(write(tmp_path, text))
 
 
@@ -175,7 +184,9 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_settings(tmp_path / "absent.yml")
 
 
-def test_process_environment_is_used_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_process_environment_is_used_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GW_TEST_PORT", "7000")
     text = MINIMAL + "server:\n  port: ${GW_TEST_PORT}\n"
     assert load_settings(write(tmp_path, text)).server.port == 7000

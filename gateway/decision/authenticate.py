@@ -15,10 +15,12 @@ from base64 import b64decode
 from dataclasses import dataclass
 
 from gateway.decision.request import AccessRequest
+from gateway.identity.model import User
+from gateway.identity.refresh import UserRefresher
 from gateway.policy import Subject
 from gateway.runtime import Runtime
 from gateway.security.crypto import keyed_hash
-from gateway.session.model import AuthLevel
+from gateway.session.model import AuthLevel, Session, SessionExpired
 from gateway.settings import CookieDomain
 
 __all__ = ["ANONYMOUS", "Authenticated", "Authenticator", "BasicRejected", "cookie_value"]
@@ -73,6 +75,7 @@ class Authenticator:
             cookie.domain: cookie.name or settings.cookie_name for cookie in settings.cookies
         }
         self._basic_cache: dict[bytes, tuple[Authenticated, float]] = {}
+        self._refresher = UserRefresher.from_settings(runtime.settings, runtime.users)
 
     async def identify(
         self, headers: dict[str, str], access: AccessRequest, cookie_domain: CookieDomain
@@ -86,6 +89,9 @@ class Authenticator:
         session = await self._sessions.load(value, cookie_domain)
         if session is None or session.username is None:
             return ANONYMOUS
+        session = await self._refresh(session)
+        if session is None or session.username is None:
+            return ANONYMOUS
         return Authenticated(
             session.username,
             tuple(session.groups),
@@ -94,6 +100,36 @@ class Authenticator:
             session.level,
             Subject(session.username, frozenset(session.groups)),
         )
+
+    async def _refresh(self, session: Session) -> Session | None:
+        """Apply directory changes (groups, disabled accounts) to a session when due."""
+        assert session.username is not None
+        stored = User(session.username, session.display_name, session.email, tuple(session.groups))
+        checked_at = session.groups_refreshed_at or session.created_at
+        result = await self._refresher.refresh(stored, checked_at)
+        if result.user is None:
+            log.info("ending sessions of %s: the account is gone or disabled", session.username)
+            await self._sessions.logout(session)
+            return None
+        current = result.user
+        if result.checked_at == checked_at:
+            return session  # not due, or the directory is unavailable: keep what we have
+        unchanged = (current.groups, current.email, current.display_name) == (
+            stored.groups,
+            stored.email,
+            stored.display_name,
+        )
+        if unchanged and self._refresher.interval == 0:
+            return session  # an in-memory backend: nothing to remember
+        try:
+            return await self._sessions.update(
+                session,
+                display_name=current.display_name,
+                email=current.email,
+                groups=current.groups,
+            )
+        except SessionExpired:
+            return None
 
     async def _basic(self, header: str, access: AccessRequest) -> Authenticated:
         cache_key = keyed_hash(self._hash_key, header, purpose="basic-auth-cache")

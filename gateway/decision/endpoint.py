@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
+from gateway.credentials.authenticator import MachineAuthenticator, MachineFailure
 from gateway.decision.authenticate import Authenticated, Authenticator, BasicRejected
 from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust
 from gateway.decision.request import from_auth_request as _parse_auth_request
 from gateway.decision.request import from_forward_auth as _parse_forward_auth
-from gateway.policy import Level
+from gateway.policy import ANONYMOUS as ANONYMOUS_SUBJECT
+from gateway.policy import Level, Subject
 from gateway.runtime import Runtime
 from gateway.session.model import AuthLevel
 
@@ -85,6 +87,7 @@ class AuthzEndpoint:
         self._policy = runtime.policy
         self._metrics = runtime.metrics
         self._authenticator = Authenticator(runtime)
+        self._machines: MachineAuthenticator | None = runtime.machines
         self._portal = {
             cookie.domain: cookie.portal_url for cookie in runtime.settings.session.cookies
         }
@@ -101,7 +104,9 @@ class AuthzEndpoint:
         if self._flavour == "auth-request":
             answer = _for_nginx(answer)
         self._metrics.decision(self._label, answer.status, time.perf_counter() - started)
-        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
         body = b"" if scope.get("method") == "HEAD" else answer.body
         await send({"type": "http.response.body", "body": body})
 
@@ -116,9 +121,14 @@ class AuthzEndpoint:
             access = self._parse(headers, peer, self._trust)
         except BadRequest as error:
             return Answer(400, [_TEXT, _NO_STORE], str(error).encode())
+        machines = self._machines
+        if machines is not None and machines.is_api_host(access.host):
+            return await self._machine_answer(machines, headers, access)
         cookie_domain = self._sessions.cookie_domain_for(access.host)
         if cookie_domain is None:
-            return Answer(400, [_TEXT, _NO_STORE], b"the target host is outside every cookie domain")
+            return Answer(
+                400, [_TEXT, _NO_STORE], b"the target host is outside every cookie domain"
+            )
 
         try:
             identity = await self._authenticator.identify(headers, access, cookie_domain)
@@ -143,6 +153,44 @@ class AuthzEndpoint:
             return self._allow(identity)
         return self._unauthorized(headers, access, cookie_domain.domain)
 
+    async def _machine_answer(
+        self, machines: MachineAuthenticator, headers: dict[str, str], access: AccessRequest
+    ) -> Answer:
+        """API hosts: never a redirect; 401/403/429 with a small JSON body."""
+        engine = self._policy.current
+        if not machines.presented(headers, access.trusted):
+            decision = engine.decide(access.target, ANONYMOUS_SUBJECT)
+            if decision.level == Level.BYPASS and not decision.potential:
+                # A bypass rule still keeps the host's network allowlist.
+                api_host = machines.hosts.lookup(access.host)
+                if api_host is not None and access.client_ip not in api_host.networks:
+                    return _machine_failure(_FORBIDDEN)
+                return Answer(200, [_NO_STORE, *_EMPTY_REMOTE])
+        result = await machines.authenticate(
+            headers, access.client_ip, access.trusted, host=access.host
+        )
+        if isinstance(result, MachineFailure):
+            if result.reason:
+                log.info("machine request refused on %s: %s", access.host, result.reason)
+            return _machine_failure(result)
+        subject = Subject(None, frozenset(result.groups), result.credentials)
+        decision = engine.decide(access.target, subject)
+        if decision.level not in (Level.BYPASS, Level.ONE_FACTOR):
+            # deny, or two_factor: a machine credential is one factor and cannot do more.
+            return _machine_failure(_FORBIDDEN)
+        answer_headers = [
+            _NO_STORE,
+            (b"remote-user", _header_value(result.username)),
+            (b"remote-groups", _header_value(",".join(result.groups))),
+            (b"remote-email", _header_value(result.email)),
+            (b"remote-name", _header_value(result.name)),
+        ]
+        answer_headers.extend(
+            (name.lower().encode("latin-1"), _header_value(value))
+            for name, value in result.upstream_headers.items()
+        )
+        return Answer(200, answer_headers)
+
     def _allow(self, identity: Authenticated) -> Answer:
         headers = [_NO_STORE]
         if identity.username is None:
@@ -158,9 +206,7 @@ class AuthzEndpoint:
             )
         return Answer(200, headers)
 
-    def _unauthorized(
-        self, headers: dict[str, str], access: AccessRequest, domain: str
-    ) -> Answer:
+    def _unauthorized(self, headers: dict[str, str], access: AccessRequest, domain: str) -> Answer:
         portal = self._portal[domain]
         location = f"{portal}/?rd={quote(access.url, safe='')}&rm={access.method}"
         accept = headers.get("accept", "")
@@ -171,6 +217,17 @@ class AuthzEndpoint:
             return Answer(401, [_TEXT, _NO_STORE], b"Unauthorized")
         status = 302 if access.method in _REDIRECT_METHODS else 303
         return Answer(status, [_TEXT, _NO_STORE, (b"location", location.encode())], b"")
+
+
+_FORBIDDEN = MachineFailure(403, "forbidden")
+
+
+def _machine_failure(failure: MachineFailure) -> Answer:
+    headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in failure.headers().items()
+    ]
+    return Answer(failure.status, headers, failure.body())
 
 
 def _for_nginx(answer: Answer) -> Answer:

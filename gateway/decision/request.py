@@ -116,9 +116,7 @@ def _build(
     return AccessRequest(url, method, host, client, target, trusted=True)
 
 
-def from_forward_auth(
-    headers: Mapping[str, str], peer: str, trust: ProxyTrust
-) -> AccessRequest:
+def from_forward_auth(headers: Mapping[str, str], peer: str, trust: ProxyTrust) -> AccessRequest:
     """Caddy / Traefik style: ``X-Forwarded-Method``, ``-Proto``, ``-Host``, ``-Uri``, ``-For``."""
     if not trust.is_trusted(peer):
         raise BadRequest("this endpoint only answers trusted proxies")
@@ -139,9 +137,7 @@ def from_forward_auth(
     return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)
 
 
-def from_auth_request(
-    headers: Mapping[str, str], peer: str, trust: ProxyTrust
-) -> AccessRequest:
+def from_auth_request(headers: Mapping[str, str], peer: str, trust: ProxyTrust) -> AccessRequest:
     """nginx ``auth_request`` style: ``X-Original-URL`` and ``X-Original-Method``."""
     if not trust.is_trusted(peer):
         raise BadRequest("this endpoint only answers trusted proxies")

@@ -17,7 +17,10 @@ __all__ = ["RedactingFilter", "configure_logging", "redact"]
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization / Proxy-Authorization values: keep the scheme, drop the credential.
-    (re.compile(r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?\s*\w+\s+)[^\s\"',;]+"), r"\1[redacted]"),
+    (
+        re.compile(r"(?i)((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?\s*\w+\s+)[^\s\"',;]+"),
+        r"\1[redacted]",
+    ),
     # Cookie and Set-Cookie headers: everything after the colon.
     (re.compile(r"(?i)((?:set-)?cookie[\"']?\s*[:=]\s*[\"']?)[^\"'\n]+"), r"\1[redacted]"),
     # Our API keys, wherever they appear.

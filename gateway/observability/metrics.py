@@ -49,9 +49,8 @@ class Metrics:
             "# TYPE gateway_decisions_total counter",
         ]
         for (endpoint, status), count in sorted(self.decisions.items()):
-            lines.append(
-                f'gateway_decisions_total{{endpoint="{_escape(endpoint)}",status="{status}"}} {count}'
-            )
+            labels = f'endpoint="{_escape(endpoint)}",status="{status}"'
+            lines.append(f"gateway_decisions_total{{{labels}}} {count}")
         lines += [
             "# HELP gateway_decision_seconds Time to answer an authorisation request.",
             "# TYPE gateway_decision_seconds histogram",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -27,8 +29,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "DecryptionError",
-    "Key",
     "InvalidKeyError",
+    "Key",
     "Keyring",
     "equal",
     "generate_key",
@@ -78,10 +80,8 @@ def parse_key(text: str) -> Key:
     value = text.strip()
     candidates: list[bytes] = []
     if len(value) == 2 * _KEY_BYTES:
-        try:
+        with contextlib.suppress(ValueError):
             candidates.append(bytes.fromhex(value))
-        except ValueError:
-            pass
     padded = value + "=" * (-len(value) % 4)
     for decode in (base64.urlsafe_b64decode, base64.standard_b64decode):
         try:
@@ -166,11 +166,15 @@ class Keyring:
             raise DecryptionError("sealed value is not text") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _subkey(secret: bytes, purpose: str) -> bytes:
+    return hmac.digest(secret, b"gateway/purpose\x00" + purpose.encode(), "sha256")
+
+
 def keyed_hash(secret: bytes, value: bytes | str, *, purpose: str) -> bytes:
     """HMAC-SHA256 of ``value`` under a per-purpose subkey of ``secret``."""
-    subkey = hmac.new(secret, b"gateway/purpose\x00" + purpose.encode(), hashlib.sha256).digest()
     data = value.encode() if isinstance(value, str) else value
-    return hmac.new(subkey, data, hashlib.sha256).digest()
+    return hmac.digest(_subkey(secret, purpose), data, "sha256")
 
 
 def equal(a: bytes | str, b: bytes | str) -> bool:

@@ -38,7 +38,9 @@ def test_forward_auth_target_from_headers() -> None:
 
 
 def test_host_is_lowercased_and_port_dropped_for_matching() -> None:
-    access = from_forward_auth(forward(**{"x-forwarded-host": "App.Example.COM:8443"}), "127.0.0.1", TRUST)
+    access = from_forward_auth(
+        forward(**{"x-forwarded-host": "App.Example.COM:8443"}), "127.0.0.1", TRUST
+    )
     assert access.host == "app.example.com"
     assert access.url == "https://app.example.com:8443/path?q=1"
 
@@ -97,14 +99,23 @@ def test_malformed_requests_are_bad_requests(overrides: dict[str, str], message:
 
 
 def test_method_defaults_to_get_and_is_uppercased() -> None:
-    assert from_forward_auth(forward(**{"x-forwarded-method": "<absent>"}), "127.0.0.1", TRUST).method == "GET"
-    assert from_forward_auth(forward(**{"x-forwarded-method": "post"}), "127.0.0.1", TRUST).method == "POST"
+    assert (
+        from_forward_auth(forward(**{"x-forwarded-method": "<absent>"}), "127.0.0.1", TRUST).method
+        == "GET"
+    )
+    assert (
+        from_forward_auth(forward(**{"x-forwarded-method": "post"}), "127.0.0.1", TRUST).method
+        == "POST"
+    )
 
 
 def test_auth_request_reads_original_url_and_method() -> None:
     access = from_auth_request(
-        {"x-original-url": "https://App.example.com/a/../admin", "x-original-method": "delete",
-         "x-forwarded-for": "192.0.2.1"},
+        {
+            "x-original-url": "https://App.example.com/a/../admin",
+            "x-original-method": "delete",
+            "x-forwarded-for": "192.0.2.1",
+        },
         "127.0.0.1",
         TRUST,
     )

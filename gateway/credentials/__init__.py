@@ -1,0 +1,50 @@
+"""Machine credentials: API keys, client certificates, bearer JWTs, network allowlists,
+rate limits and credential exchange, behind one entry point, :class:`MachineAuthenticator`.
+
+Modules: ``authenticator`` (the entry point), ``api_keys``, ``client_cert``, ``jwt`` /
+``jwks``, ``networks``, ``hosts``, ``rate_limit``, ``upstream``, ``commands`` (``gateway
+keys``). Names below are imported lazily so that importing a submodule (as the settings do)
+stays cheap and free of import cycles.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.credentials.api_keys import ApiKey, load_static_api_keys
+    from gateway.credentials.authenticator import (
+        MachineAuthenticator,
+        MachineFailure,
+        MachineIdentity,
+        MachineResult,
+    )
+    from gateway.credentials.networks import AddressSet
+
+__all__ = [
+    "AddressSet",
+    "ApiKey",
+    "MachineAuthenticator",
+    "MachineFailure",
+    "MachineIdentity",
+    "MachineResult",
+    "load_static_api_keys",
+]
+
+_HOMES = {
+    "AddressSet": "gateway.credentials.networks",
+    "ApiKey": "gateway.credentials.api_keys",
+    "load_static_api_keys": "gateway.credentials.api_keys",
+    "MachineAuthenticator": "gateway.credentials.authenticator",
+    "MachineFailure": "gateway.credentials.authenticator",
+    "MachineIdentity": "gateway.credentials.authenticator",
+    "MachineResult": "gateway.credentials.authenticator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'gateway.credentials' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -1,0 +1,59 @@
+"""Host globs, as used by API key scopes and API host declarations.
+
+A glob is a host name in which ``*`` stands for any run of characters, dots included
+(``*.example.com`` matches ``a.example.com`` and ``a.b.example.com``, not ``example.com``).
+Matching is case-insensitive and ignores a port and a trailing dot. Exact names go into a
+set and every glob into one compiled regular expression, so a lookup is a set probe plus at
+most one regex match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["HostMatcher", "normalize_host"]
+
+_GLOB_CHARS = re.compile(r"[a-z0-9.*-]+")
+
+
+def normalize_host(host: str) -> str:
+    """Lower-case, without port or trailing dot (``API.Example.com:443.`` → ``api.example.com``)."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        return name.partition("]")[0] + "]"
+    return name.partition(":")[0].rstrip(".")
+
+
+class HostMatcher:
+    """Does a host match any of a fixed list of globs?"""
+
+    __slots__ = ("_exact", "_regex", "patterns")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns: tuple[str, ...] = tuple(p.strip().lower().rstrip(".") for p in patterns)
+        exact: set[str] = set()
+        globs: list[str] = []
+        for pattern in self.patterns:
+            if not pattern or not _GLOB_CHARS.fullmatch(pattern):
+                raise ValueError(
+                    f"'{pattern}' is not a host name or glob (letters, digits, '-', '.', '*')"
+                )
+            if "*" in pattern:
+                globs.append(".*".join(re.escape(part) for part in pattern.split("*")))
+            else:
+                exact.add(pattern)
+        self._exact = frozenset(exact)
+        self._regex = re.compile("|".join(f"(?:{g})" for g in globs)) if globs else None
+
+    def matches(self, host: str) -> bool:
+        """True when ``host`` (already normalised: lower-case, no port) matches."""
+        if host in self._exact:
+            return True
+        return self._regex is not None and self._regex.fullmatch(host) is not None
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def __repr__(self) -> str:
+        return f"HostMatcher({list(self.patterns)!r})"

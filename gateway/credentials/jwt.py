@@ -1,0 +1,373 @@
+"""Bearer JSON Web Tokens (RFC 7519) from configured issuers, verified with PyJWT.
+
+Per issuer: the exact ``iss``, accepted audiences, an allow-list of asymmetric algorithms
+(``none`` and HMAC are refused when the settings load, and a key's type must fit the token's
+algorithm, so an RSA public key can never serve as an HMAC secret), keys from a JWKS URL
+(:mod:`gateway.credentials.jwks`) or static PEM public keys, ``exp`` / ``nbf`` / ``iat``
+with a small leeway, and required claims.
+
+Signature checks are CPU work and run inline; the only I/O (fetching a key set) is async.
+A verified token is remembered (bounded, at most a minute and never past its ``exp``) so a
+client repeating its token does not cost a signature check per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from gateway.credentials.jwks import JwksClient
+
+if TYPE_CHECKING:
+    from gateway.settings import JwtIssuerSettings
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "JwtIdentity",
+    "JwtIssuer",
+    "JwtVerifier",
+    "PublicKey",
+    "TokenRejected",
+    "key_kind",
+    "load_public_keys",
+]
+
+log = logging.getLogger(__name__)
+
+PublicKey = (
+    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+)
+
+ASYMMETRIC_ALGORITHMS: Mapping[str, tuple[type[Any], ...]] = {
+    "RS256": (rsa.RSAPublicKey,),
+    "RS384": (rsa.RSAPublicKey,),
+    "RS512": (rsa.RSAPublicKey,),
+    "PS256": (rsa.RSAPublicKey,),
+    "PS384": (rsa.RSAPublicKey,),
+    "PS512": (rsa.RSAPublicKey,),
+    "ES256": (ec.EllipticCurvePublicKey,),
+    "ES384": (ec.EllipticCurvePublicKey,),
+    "ES512": (ec.EllipticCurvePublicKey,),
+    "EdDSA": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+}
+"""The algorithms an issuer may allow, and the key types each needs."""
+
+_MAX_TOKEN_CHARS = 16 * 1024
+_CACHE_SIZE = 4096
+_CACHE_SECONDS = 60.0
+
+
+class TokenRejected(Exception):
+    """A bearer token is not acceptable; the message is for logs, never for the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class JwtIdentity:
+    """The caller a verified token names."""
+
+    username: str
+    groups: tuple[str, ...]
+    issuer: str
+    """The configured issuer's name."""
+    email: str = ""
+    name: str = ""
+
+    @property
+    def credential(self) -> str:
+        """``client:<username>``, for policy ``subject`` rules."""
+        return f"client:{self.username}"
+
+
+def load_public_keys(pems: Iterable[str | bytes], *, source: str) -> list[PublicKey]:
+    """Parse PEM public keys; raises ValueError naming ``source`` and the index."""
+    keys: list[PublicKey] = []
+    for index, pem in enumerate(pems):
+        data = pem.encode() if isinstance(pem, str) else pem
+        try:
+            key = load_pem_public_key(data)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"{source}[{index}] is not a PEM public key (-----BEGIN PUBLIC KEY-----)"
+            ) from None
+        if not isinstance(
+            key,
+            rsa.RSAPublicKey
+            | ec.EllipticCurvePublicKey
+            | ed25519.Ed25519PublicKey
+            | ed448.Ed448PublicKey,
+        ):
+            raise ValueError(f"{source}[{index}]: unsupported key type {type(key).__name__}")
+        keys.append(key)
+    return keys
+
+
+def key_kind(key: object) -> str:
+    """``RSA``, ``EC``, ``Ed25519`` or ``Ed448``, for messages."""
+    for kind, label in (
+        (rsa.RSAPublicKey, "RSA"),
+        (ec.EllipticCurvePublicKey, "EC"),
+        (ed25519.Ed25519PublicKey, "Ed25519"),
+        (ed448.Ed448PublicKey, "Ed448"),
+    ):
+        if isinstance(key, kind):
+            return label
+    return type(key).__name__
+
+
+def _groups_from(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list | tuple):
+        return tuple(str(item) for item in value if isinstance(item, str | int))
+    return ()
+
+
+class JwtIssuer:
+    """One trusted token issuer: its keys and the rules its tokens must meet."""
+
+    def __init__(
+        self,
+        name: str,
+        issuer: str,
+        *,
+        audiences: Sequence[str],
+        algorithms: Sequence[str],
+        jwks: JwksClient | None = None,
+        public_keys: Sequence[PublicKey] = (),
+        username_claim: str = "sub",
+        groups_claim: str | None = None,
+        required_claims: Sequence[str] = ("exp",),
+        leeway: float = 30.0,
+        groups: Sequence[str] = (),
+    ) -> None:
+        unknown = [alg for alg in algorithms if alg not in ASYMMETRIC_ALGORITHMS]
+        if unknown or not algorithms:
+            raise ValueError(
+                f"issuer {name}: algorithms must be chosen from "
+                f"{', '.join(ASYMMETRIC_ALGORITHMS)} (got {', '.join(algorithms) or 'none'})"
+            )
+        if (jwks is None) == (not public_keys):
+            raise ValueError(f"issuer {name}: needs either a JWKS URL or public keys")
+        if not audiences:
+            raise ValueError(f"issuer {name}: needs at least one audience")
+        for index, key in enumerate(public_keys):
+            if not any(isinstance(key, ASYMMETRIC_ALGORITHMS[alg]) for alg in algorithms):
+                raise ValueError(
+                    f"public key {index} is an {key_kind(key)} key, which none of the "
+                    f"algorithms {', '.join(algorithms)} can use"
+                )
+        self.name = name
+        self.issuer = issuer
+        self.audiences = list(audiences)
+        self.algorithms = frozenset(algorithms)
+        self.jwks = jwks
+        self.public_keys = tuple(public_keys)
+        self.username_claim = username_claim
+        self.groups_claim = groups_claim
+        self.leeway = leeway
+        self.groups = tuple(groups)
+        required = {"exp", *required_claims, username_claim} - {""}
+        self._options: dict[str, Any] = {
+            "require": sorted(required | {"iss", "aud"}),
+            "verify_signature": True,
+            "verify_exp": True,
+            "verify_nbf": True,
+            "verify_iat": True,
+            "verify_iss": True,
+            "verify_aud": True,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: JwtIssuerSettings, *, transport: Any = None) -> JwtIssuer:
+        """Build from ``credentials.issuers[]``: parse PEM keys, prepare the JWKS client."""
+        jwks = None
+        if settings.jwks_url is not None:
+            jwks = JwksClient(
+                settings.jwks_url,
+                timeout=settings.jwks_timeout,
+                max_bytes=settings.jwks_max_bytes,
+                refresh_interval=settings.jwks_refresh_interval,
+                min_refetch_interval=settings.jwks_min_refetch_interval,
+                max_stale=settings.jwks_max_stale,
+                transport=transport,
+            )
+        pems: list[str | bytes] = list(settings.public_keys)
+        for index, path in enumerate(settings.public_key_files):
+            try:
+                pems.append(path.read_bytes())
+            except OSError as error:
+                raise ValueError(
+                    f"public_key_files[{index}]: cannot read {path}: {error.strerror}"
+                ) from None
+        return cls(
+            settings.name,
+            settings.issuer,
+            audiences=settings.audiences,
+            algorithms=settings.algorithms,
+            jwks=jwks,
+            public_keys=load_public_keys(pems, source="public keys"),
+            username_claim=settings.username_claim,
+            groups_claim=settings.groups_claim,
+            required_claims=settings.required_claims,
+            leeway=settings.leeway,
+            groups=settings.groups,
+        )
+
+    async def candidate_keys(self, kid: str | None, algorithm: str) -> list[Any]:
+        """The keys that may have signed a token with this ``kid`` and ``alg``."""
+        key_types = ASYMMETRIC_ALGORITHMS[algorithm]
+        if self.jwks is not None:
+            jwk = await self.jwks.key(kid)
+            if jwk is None:
+                return []
+            if jwk.algorithm is not None and jwk.algorithm != algorithm:
+                return []
+            return [jwk.key] if isinstance(jwk.key, key_types) else []
+        return [key for key in self.public_keys if isinstance(key, key_types)]
+
+    def decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        """Verify signature and claims with one key; raises :class:`jwt.InvalidTokenError`."""
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=self.audiences,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            options=self._options,  # type: ignore[arg-type]
+        )
+
+    def identity(self, claims: Mapping[str, Any]) -> JwtIdentity:
+        """The identity a verified token's claims describe."""
+        username = claims.get(self.username_claim)
+        if not isinstance(username, str) or not username:
+            raise TokenRejected(f"claim '{self.username_claim}' is not a non-empty string")
+        groups = self.groups
+        if self.groups_claim is not None:
+            groups = groups + _groups_from(claims.get(self.groups_claim))
+        email = claims.get("email")
+        name = claims.get("name")
+        return JwtIdentity(
+            username=username,
+            groups=tuple(dict.fromkeys(groups)),
+            issuer=self.name,
+            email=email if isinstance(email, str) else "",
+            name=name if isinstance(name, str) else username,
+        )
+
+    async def start(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.start()
+
+    async def close(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    identity: JwtIdentity
+    valid_from: float
+    valid_until: float
+
+
+class JwtVerifier:
+    """Verify a bearer token against whichever configured issuer its ``iss`` names."""
+
+    def __init__(
+        self, issuers: Iterable[JwtIssuer], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._issuers: dict[str, JwtIssuer] = {}
+        for issuer in issuers:
+            if issuer.issuer in self._issuers:
+                raise ValueError(f"issuer {issuer.issuer} is configured twice")
+            self._issuers[issuer.issuer] = issuer
+        self._cache: OrderedDict[str, _Verified] = OrderedDict()
+        self._clock = clock
+
+    def __bool__(self) -> bool:
+        return bool(self._issuers)
+
+    @property
+    def issuers(self) -> tuple[JwtIssuer, ...]:
+        return tuple(self._issuers.values())
+
+    async def verify(self, token: str) -> JwtIdentity:
+        """The identity in a valid token; raises :class:`TokenRejected` otherwise."""
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.valid_from <= now < cached.valid_until:
+                return cached.identity
+            del self._cache[token]
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise TokenRejected("token is too long")
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.InvalidTokenError as error:
+            raise TokenRejected(f"malformed token: {error}") from None
+        algorithm = header.get("alg")
+        claimed_issuer = unverified.get("iss")
+        issuer = self._issuers.get(claimed_issuer) if isinstance(claimed_issuer, str) else None
+        if issuer is None:
+            raise TokenRejected(f"unknown issuer {claimed_issuer!r}")
+        if not isinstance(algorithm, str) or algorithm not in issuer.algorithms:
+            raise TokenRejected(f"algorithm {algorithm!r} is not allowed for {issuer.name}")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise TokenRejected("kid is not a string")
+        keys = await issuer.candidate_keys(kid, algorithm)
+        if not keys:
+            raise TokenRejected(f"no key of {issuer.name} matches kid {kid!r} / {algorithm}")
+        claims: dict[str, Any] | None = None
+        for key in keys:
+            try:
+                claims = issuer.decode(token, key, algorithm)
+                break
+            except jwt.InvalidSignatureError:
+                continue  # another static key may fit
+            except (jwt.InvalidTokenError, TypeError, ValueError) as failure:
+                # TypeError: PyJWT's answer to a key object that does not fit the algorithm.
+                raise TokenRejected(f"{issuer.name}: {type(failure).__name__}: {failure}") from None
+        if claims is None:
+            raise TokenRejected(f"{issuer.name}: signature verification failed")
+        identity = issuer.identity(claims)
+        self._remember(token, identity, claims, issuer.leeway, now)
+        return identity
+
+    def _remember(
+        self,
+        token: str,
+        identity: JwtIdentity,
+        claims: Mapping[str, Any],
+        leeway: float,
+        now: float,
+    ) -> None:
+        until = now + _CACHE_SECONDS
+        expires = claims.get("exp")
+        if isinstance(expires, int | float):
+            until = min(until, float(expires) + leeway)
+        start = float("-inf")
+        not_before = claims.get("nbf")
+        if isinstance(not_before, int | float):
+            start = float(not_before) - leeway
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        self._cache[token] = _Verified(identity, start, until)
+
+    async def start(self) -> None:
+        for issuer in self._issuers.values():
+            await issuer.start()
+
+    async def close(self) -> None:
+        for issuer in self._issuers.values():
+            await issuer.close()

@@ -1,0 +1,147 @@
+"""The session record, its authentication level and its compact serialisation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "AuthLevel",
+    "Session",
+    "SessionExpired",
+    "SessionStoreUnavailable",
+    "decode_session",
+    "encode_session",
+]
+
+
+class AuthLevel(IntEnum):
+    """How strongly the session's user has authenticated."""
+
+    NONE = 0
+    ONE_FACTOR = 1
+    TWO_FACTOR = 2
+
+
+class SessionStoreUnavailable(Exception):
+    """The session store cannot be reached; callers must deny, never allow."""
+
+    def __init__(self, message: str = "the session store is unavailable") -> None:
+        super().__init__(message)
+
+
+class SessionExpired(Exception):
+    """The session ended (logout, expiry) before a change to it could be stored."""
+
+    def __init__(self, message: str = "the session has ended; log in again") -> None:
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A server-side session. Only ``id`` travels in the cookie; the store knows ``key``.
+
+    ``id`` is empty for sessions read without their cookie (e.g. listed by user), since the
+    store keeps only the keyed hash of the id. Change a session through
+    :class:`~gateway.session.manager.SessionManager`, which regenerates ids where needed.
+    """
+
+    id: str = field(repr=False)
+    key: str
+    domain: str
+    username: str | None
+    display_name: str = ""
+    email: str = ""
+    groups: tuple[str, ...] = ()
+    level: AuthLevel = AuthLevel.NONE
+    created_at: float = 0.0
+    last_activity: float = 0.0
+    expires_at: float = 0.0
+    remember_me: bool = False
+    first_factor_at: float | None = None
+    second_factor_at: float | None = None
+    groups_refreshed_at: float | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.username is not None and self.level > AuthLevel.NONE
+
+
+_FORMAT_VERSION = 1
+
+
+def encode_session(session: Session) -> bytes:
+    """Compact JSON for a store; the cookie id is never part of it."""
+    record: dict[str, Any] = {
+        "v": _FORMAT_VERSION,
+        "d": session.domain,
+        "u": session.username,
+        "l": int(session.level),
+        "c": session.created_at,
+        "a": session.last_activity,
+        "x": session.expires_at,
+    }
+    # Optional fields are left out when empty to keep values small.
+    if session.display_name:
+        record["n"] = session.display_name
+    if session.email:
+        record["e"] = session.email
+    if session.groups:
+        record["g"] = list(session.groups)
+    if session.remember_me:
+        record["r"] = 1
+    if session.first_factor_at is not None:
+        record["f1"] = session.first_factor_at
+    if session.second_factor_at is not None:
+        record["f2"] = session.second_factor_at
+    if session.groups_refreshed_at is not None:
+        record["gr"] = session.groups_refreshed_at
+    if session.data:
+        record["data"] = dict(session.data)
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def decode_session(key: str, raw: bytes | str) -> Session:
+    """The inverse of :func:`encode_session`; raises ``ValueError`` on anything malformed."""
+    try:
+        record = json.loads(raw)
+        if not isinstance(record, dict) or record.get("v") != _FORMAT_VERSION:
+            raise ValueError("unknown session format")
+        username = record["u"]
+        data = record.get("data", {})
+        groups = record.get("g", [])
+        if (
+            not isinstance(record["d"], str)
+            or not (username is None or isinstance(username, str))
+            or not isinstance(data, dict)
+            or not isinstance(groups, list)
+        ):
+            raise ValueError("malformed session record")
+        return Session(
+            id="",
+            key=key,
+            domain=record["d"],
+            username=username,
+            display_name=str(record.get("n", "")),
+            email=str(record.get("e", "")),
+            groups=tuple(str(group) for group in groups),
+            level=AuthLevel(record["l"]),
+            created_at=float(record["c"]),
+            last_activity=float(record["a"]),
+            expires_at=float(record["x"]),
+            remember_me=bool(record.get("r", 0)),
+            first_factor_at=_optional_float(record.get("f1")),
+            second_factor_at=_optional_float(record.get("f2")),
+            groups_refreshed_at=_optional_float(record.get("gr")),
+            data={str(k): str(v) for k, v in data.items()},
+        )
+    except (KeyError, TypeError, UnicodeDecodeError) as error:
+        raise ValueError(f"malformed session record: {error}") from None

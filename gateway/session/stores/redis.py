@@ -1,0 +1,312 @@
+"""Sessions and bans in Redis, for several gateway replicas.
+
+Redis never sees a plaintext session: every value is sealed with the keyring
+(AES-256-GCM) under a context bound to its key, so a value moved to another key fails to
+open. Key names carry only keyed hashes: ``{prefix}s:<hash of cookie id>`` (the session,
+with a TTL), ``{prefix}u:<hash of username>`` (the set of a user's session keys, whose TTL
+follows the longest-lived member), ``{prefix}r:f:<hash of subject>`` (recent failures, a
+sorted set), ``{prefix}r:bans`` (subject hash -> ban deadline) and ``{prefix}r:who``
+(subject hash -> sealed subject, so ``gateway bans list`` can say who is banned).
+
+Multi-key scripts keep each operation atomic; they need a single Redis (or Sentinel), not
+Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.security.crypto import DecryptionError, Keyring, keyed_hash, random_token
+from gateway.session.model import Session, SessionStoreUnavailable, decode_session, encode_session
+from gateway.settings import RedisSettings
+
+__all__ = ["RedisRegulationBackend", "RedisSessionStore"]
+
+_T = TypeVar("_T")
+
+log = logging.getLogger("gateway.session")
+
+_SAVE = """
+local stored
+if ARGV[4] == '1' then
+  stored = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX')
+else
+  stored = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if not stored then
+  return 0
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+_DELETE_USER = """
+local members = redis.call('SMEMBERS', KEYS[1])
+local deleted = 0
+for _, member in ipairs(members) do
+  deleted = deleted + redis.call('DEL', ARGV[1] .. member)
+end
+redis.call('DEL', KEYS[1])
+return deleted
+"""
+
+# KEYS: failures, bans, who. ARGV: now, window start, member, max retries, until,
+# subject hash, sealed subject, failure ttl ms, ban ttl ms.
+_RECORD_FAILURE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])) do
+  redis.call('HDEL', KEYS[3], old)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
+for _, key in ipairs({KEYS[2], KEYS[3]}) do
+  if redis.call('PTTL', key) < tonumber(ARGV[9]) then
+    redis.call('PEXPIRE', key, ARGV[9])
+  end
+end
+return 1
+"""
+
+# KEYS: bans, who. ARGV: now, failures key prefix, subject hash or '' for all.
+_CLEAR = """
+local lifted = 0
+if ARGV[3] == '' then
+  lifted = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')
+  for _, hash in ipairs(redis.call('HKEYS', KEYS[2])) do
+    redis.call('DEL', ARGV[2] .. hash)
+  end
+  redis.call('DEL', KEYS[1], KEYS[2])
+else
+  local ends = redis.call('ZSCORE', KEYS[1], ARGV[3])
+  if ends and tonumber(ends) > tonumber(ARGV[1]) then lifted = 1 end
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  redis.call('HDEL', KEYS[2], ARGV[3])
+  redis.call('DEL', ARGV[2] .. ARGV[3])
+end
+return lifted
+"""
+
+_SESSION_CONTEXT = b"gateway/session\x00"
+_SUBJECT_CONTEXT = b"gateway/regulation\x00"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _guard(operation: Awaitable[_T]) -> _T:
+    try:
+        return await operation
+    except (RedisError, OSError) as error:
+        # The details are for the operator's log, never for the caller's message.
+        log.warning("session store: redis error: %s: %s", type(error).__name__, error)
+        raise SessionStoreUnavailable() from None
+
+
+class RedisSessionStore:
+    """A session store shared by replicas through one Redis."""
+
+    def __init__(
+        self, client: Redis, keyring: Keyring, hash_key: bytes, *, prefix: str = "gateway:"
+    ) -> None:
+        self._client = client
+        self._keyring = keyring
+        self._hash_key = hash_key
+        self._session_prefix = prefix + "s:"
+        self._user_prefix = prefix + "u:"
+        self._save = client.register_script(_SAVE)
+        self._delete_user = client.register_script(_DELETE_USER)
+        self._regulation = RedisRegulationBackend(client, keyring, hash_key, prefix=prefix)
+
+    @classmethod
+    def from_settings(
+        cls, settings: RedisSettings, keyring: Keyring, hash_key: bytes
+    ) -> RedisSessionStore:
+        options: dict[str, Any] = {
+            "socket_timeout": settings.timeout,
+            "socket_connect_timeout": settings.timeout,
+            # One immediate retry replaces a connection Redis closed (restart, idle
+            # timeout); a Redis that is down fails fast instead of backing off.
+            "retry": Retry(NoBackoff(), 1),
+        }
+        if settings.password is not None:
+            options["password"] = settings.password
+        client = Redis.from_url(settings.url, **options)
+        return cls(client, keyring, hash_key, prefix=settings.key_prefix)
+
+    @property
+    def regulation(self) -> RedisRegulationBackend:
+        return self._regulation
+
+    def _user_index(self, username: str) -> str:
+        hashed = keyed_hash(self._hash_key, username, purpose="session-user")
+        return self._user_prefix + hashed.hex()
+
+    async def get(self, key: str) -> Session | None:
+        raw = await _guard(self._client.get(self._session_prefix + key))
+        if raw is None:
+            return None
+        try:
+            opened = self._keyring.open(_bytes(raw), context=_SESSION_CONTEXT + key.encode())
+            return decode_session(key, opened)
+        except (DecryptionError, ValueError):
+            # Tampered, sealed with a retired key, or from another format: no session.
+            await self.delete(key)
+            return None
+
+    async def save(self, session: Session, ttl: float, *, existing_only: bool = False) -> bool:
+        if session.username is None or ttl <= 0:
+            return False
+        sealed = self._keyring.seal(
+            encode_session(session), context=_SESSION_CONTEXT + session.key.encode()
+        )
+        keys = [self._session_prefix + session.key, self._user_index(session.username)]
+        flag = "1" if existing_only else "0"
+        stored = await _guard(self._save(keys=keys, args=[sealed, _ms(ttl), session.key, flag]))
+        return bool(stored)
+
+    async def delete(self, key: str) -> bool:
+        # The user index keeps the stale member until list_user / delete_user prune it.
+        return bool(await _guard(self._client.delete(self._session_prefix + key)))
+
+    async def delete_user(self, username: str) -> int:
+        deleted = await _guard(
+            self._delete_user(keys=[self._user_index(username)], args=[self._session_prefix])
+        )
+        return int(deleted)
+
+    async def list_user(self, username: str) -> list[Session]:
+        index = self._user_index(username)
+        members = await _guard(self._client.smembers(index))
+        keys = sorted(_text(member) for member in members)
+        if not keys:
+            return []
+        values = await _guard(self._client.mget([self._session_prefix + k for k in keys]))
+        sessions: list[Session] = []
+        gone: list[str] = []
+        for key, raw in zip(keys, values, strict=True):
+            if raw is None:
+                gone.append(key)
+                continue
+            try:
+                opened = self._keyring.open(_bytes(raw), context=_SESSION_CONTEXT + key.encode())
+                sessions.append(decode_session(key, opened))
+            except (DecryptionError, ValueError):
+                continue
+        if gone:
+            await _guard(self._client.srem(index, *gone))
+        return sorted(sessions, key=lambda s: s.created_at)
+
+    async def ping(self) -> None:
+        await _guard(self._client.ping())
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.aclose()
+
+
+class RedisRegulationBackend:
+    """Failure windows (sorted sets) and bans shared by every replica."""
+
+    def __init__(
+        self, client: Redis, keyring: Keyring, hash_key: bytes, *, prefix: str = "gateway:"
+    ) -> None:
+        self._client = client
+        self._keyring = keyring
+        self._hash_key = hash_key
+        self._failures_prefix = prefix + "r:f:"
+        self._bans = prefix + "r:bans"
+        self._who = prefix + "r:who"
+        self._record = client.register_script(_RECORD_FAILURE)
+        self._clear = client.register_script(_CLEAR)
+
+    def _hash(self, subject: str) -> str:
+        return keyed_hash(self._hash_key, subject, purpose="regulation").hex()
+
+    async def record_failure(
+        self, subject: str, *, now: float, find_time: float, max_retries: int, ban_time: float
+    ) -> bool:
+        hashed = self._hash(subject)
+        sealed = self._keyring.seal(subject.encode(), context=_SUBJECT_CONTEXT + hashed.encode())
+        banned = await _guard(
+            self._record(
+                keys=[self._failures_prefix + hashed, self._bans, self._who],
+                args=[
+                    repr(now),
+                    repr(now - find_time),
+                    random_token(9),  # members must differ or concurrent failures merge
+                    max_retries,
+                    repr(now + ban_time),
+                    hashed,
+                    sealed,
+                    _ms(find_time),
+                    _ms(ban_time),
+                ],
+            )
+        )
+        return bool(banned)
+
+    async def is_banned(self, subjects: Sequence[str], *, now: float) -> bool:
+        scores = await _guard(self._client.zmscore(self._bans, [self._hash(s) for s in subjects]))
+        return any(score is not None and score > now for score in scores)
+
+    async def clear_failures(self, subject: str) -> None:
+        await _guard(self._client.delete(self._failures_prefix + self._hash(subject)))
+
+    async def clear(self, subject: str | None, *, now: float) -> int:
+        hashed = "" if subject is None else self._hash(subject)
+        lifted = await _guard(
+            self._clear(
+                keys=[self._bans, self._who], args=[repr(now), self._failures_prefix, hashed]
+            )
+        )
+        return int(lifted)
+
+    async def bans(self, *, now: float) -> list[tuple[str, float]]:
+        entries: list[Any] = await _guard(
+            self._client.zrangebyscore(self._bans, f"({now!r}", "+inf", withscores=True)
+        )
+        if not entries:
+            return []
+        hashes = [_text(hashed) for hashed, _ in entries]
+        sealed_subjects = await _guard(self._client.hmget(self._who, hashes))
+        result: list[tuple[str, float]] = []
+        for hashed, (_, until), sealed in zip(hashes, entries, sealed_subjects, strict=True):
+            subject = self._open_subject(hashed, sealed)
+            result.append((subject, float(until)))
+        return result
+
+    def _open_subject(self, hashed: str, sealed: bytes | str | None) -> str:
+        if sealed is None:
+            return f"unknown:{hashed[:16]}"
+        try:
+            opened = self._keyring.open(_bytes(sealed), context=_SUBJECT_CONTEXT + hashed.encode())
+            return opened.decode()
+        except (DecryptionError, UnicodeDecodeError):
+            return f"unknown:{hashed[:16]}"

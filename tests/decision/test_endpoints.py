@@ -1,0 +1,342 @@
+"""The answers Caddy and nginx get: status, headers and Location, on both endpoints."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from gateway.session.model import AuthLevel
+from tests.decision.conftest import PASSWORD, Gateway
+
+FORWARD = "/api/authz/forward-auth"
+NGINX = "/api/authz/auth-request"
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+REMOTE = ("remote-user", "remote-groups", "remote-email", "remote-name")
+
+
+def ask(
+    gateway: Gateway,
+    url: str,
+    *,
+    method: str = "GET",
+    cookie: str | None = None,
+    accept: str = BROWSER,
+    client_ip: str = "203.0.113.10",
+    endpoint: str = FORWARD,
+    extra: dict[str, str] | None = None,
+    http_method: str = "GET",
+) -> httpx.Response:
+    parts = urlsplit(url)
+    if endpoint == FORWARD:
+        headers = {
+            "X-Forwarded-Proto": parts.scheme,
+            "X-Forwarded-Host": parts.netloc,
+            "X-Forwarded-Uri": parts.path + (f"?{parts.query}" if parts.query else ""),
+            "X-Forwarded-Method": method,
+        }
+    else:
+        headers = {"X-Original-URL": url, "X-Original-Method": method}
+    headers["X-Forwarded-For"] = client_ip
+    headers["Accept"] = accept
+    if cookie:
+        headers["Cookie"] = cookie
+    headers.update(extra or {})
+    return gateway.client.request(http_method, endpoint, headers=headers, follow_redirects=False)
+
+
+def remote(response: httpx.Response) -> dict[str, str]:
+    return {name: response.headers.get(name) for name in REMOTE}  # type: ignore[misc]
+
+
+# --- allowed --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", [FORWARD, NGINX])
+def test_bypass_for_anonymous_answers_200_with_all_four_headers_empty(
+    gateway: Gateway, endpoint: str
+) -> None:
+    response = ask(gateway, "https://public.example.com/anything", endpoint=endpoint)
+    assert response.status_code == 200
+    assert remote(response) == dict.fromkeys(REMOTE, "")
+
+
+@pytest.mark.parametrize("endpoint", [FORWARD, NGINX])
+def test_signed_in_user_gets_identity_headers(gateway: Gateway, endpoint: str) -> None:
+    session = gateway.login("john")
+    response = ask(
+        gateway, "https://app.example.com/", cookie=gateway.cookie(session), endpoint=endpoint
+    )
+    assert response.status_code == 200
+    assert remote(response) == {
+        "remote-user": "john",
+        "remote-groups": "admins,dev",
+        "remote-email": "john@example.com",
+        "remote-name": "John Doe",
+    }
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_non_ascii_display_name_is_sent_as_utf8(gateway: Gateway) -> None:
+    # httpx's test transport cannot carry non-ASCII header bytes, so talk ASGI directly.
+    session = gateway.login("harry")
+    messages: list[dict[str, object]] = []
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": FORWARD,
+        "raw_path": FORWARD.encode(),
+        "query_string": b"",
+        "headers": [
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-host", b"app.example.com"),
+            (b"x-forwarded-uri", b"/"),
+            (b"cookie", gateway.cookie(session).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 9091),
+        "scheme": "http",
+        "http_version": "1.1",
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        messages.append(message)
+
+    async def call() -> None:
+        await gateway.app(scope, receive, send)  # type: ignore[arg-type]
+
+    gateway.client.portal.call(call)  # type: ignore[union-attr]
+    start = messages[0]
+    assert start["status"] == 200
+    headers = dict(start["headers"])  # type: ignore[call-overload]
+    assert headers[b"remote-name"] == "Harry Pötter".encode()
+    assert headers[b"remote-user"] == b"harry"
+
+
+def test_bypass_with_a_session_still_reports_the_user(gateway: Gateway) -> None:
+    session = gateway.login("john")
+    response = ask(gateway, "https://public.example.com/", cookie=gateway.cookie(session))
+    assert response.status_code == 200
+    assert response.headers["remote-user"] == "john"
+
+
+def test_two_factor_session_passes_two_factor_rule(gateway: Gateway) -> None:
+    session = gateway.login("john", AuthLevel.TWO_FACTOR)
+    response = ask(gateway, "https://admin.example.com/", cookie=gateway.cookie(session))
+    assert response.status_code == 200
+    assert response.headers["remote-groups"] == "admins,dev"
+
+
+def test_network_condition_uses_forwarded_client_address(gateway: Gateway) -> None:
+    assert ask(gateway, "https://office.example.com/", client_ip="192.0.2.44").status_code == 200
+    assert ask(gateway, "https://office.example.com/", client_ip="203.0.113.1").status_code == 302
+
+
+def test_head_request_gets_same_answer_without_body(gateway: Gateway) -> None:
+    response = ask(gateway, "https://public.example.com/", http_method="HEAD")
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+# --- not signed in (enough) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [("GET", 302), ("HEAD", 302), ("OPTIONS", 302), ("POST", 303), ("DELETE", 303)],
+)
+def test_anonymous_browser_is_redirected_to_the_portal(
+    gateway: Gateway, method: str, status: int
+) -> None:
+    response = ask(gateway, "https://app.example.com/path/x?y=1&z=%20", method=method)
+    assert response.status_code == status
+    location = urlsplit(response.headers["location"])
+    assert (location.scheme, location.netloc, location.path) == ("https", "auth.example.com", "/")
+    query = parse_qs(location.query)
+    assert query == {"rd": ["https://app.example.com/path/x?y=1&z=%20"], "rm": [method]}
+    assert "remote-user" not in response.headers
+
+
+def test_each_cookie_domain_has_its_own_portal(gateway: Gateway) -> None:
+    response = ask(gateway, "https://wiki.example.org/")
+    assert response.headers["location"].startswith("https://auth.example.org/?rd=")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Requested-With": "XMLHttpRequest"}, {"Accept": "application/json"}, {"Accept": "*/*"}],
+)
+def test_api_style_clients_get_401_not_a_redirect(
+    gateway: Gateway, headers: dict[str, str]
+) -> None:
+    accept = headers.pop("Accept", BROWSER)
+    response = ask(gateway, "https://app.example.com/", accept=accept, extra=headers)
+    assert response.status_code == 401
+    assert "location" not in response.headers
+
+
+def test_one_factor_session_is_sent_to_portal_for_two_factor_rule(gateway: Gateway) -> None:
+    session = gateway.login("john")
+    response = ask(gateway, "https://secure.example.com/", cookie=gateway.cookie(session))
+    assert response.status_code == 302
+    assert response.headers["location"].startswith("https://auth.example.com/?rd=")
+
+
+def test_unknown_or_forged_cookie_is_anonymous(gateway: Gateway) -> None:
+    forged = "gateway_session=" + "A" * 43
+    assert ask(gateway, "https://app.example.com/", cookie=forged).status_code == 302
+    assert ask(gateway, "https://app.example.com/", cookie="gateway_session=").status_code == 302
+
+
+def test_cookie_of_one_domain_does_not_work_on_another(gateway: Gateway) -> None:
+    session = gateway.login("john", domain="example.com")
+    response = ask(gateway, "https://wiki.example.org/", cookie=gateway.cookie(session))
+    assert response.status_code == 302
+
+
+def test_logged_out_session_no_longer_passes(gateway: Gateway) -> None:
+    session = gateway.login("john")
+    assert (
+        ask(gateway, "https://app.example.com/", cookie=gateway.cookie(session)).status_code == 200
+    )
+    runtime = gateway.app.runtime
+    assert runtime is not None
+
+    async def logout() -> None:
+        await runtime.sessions.logout(session)
+
+    gateway.client.portal.call(logout)  # type: ignore[union-attr]
+    assert (
+        ask(gateway, "https://app.example.com/", cookie=gateway.cookie(session)).status_code == 302
+    )
+
+
+# --- denied ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", [FORWARD, NGINX])
+def test_deny_rule_without_subject_is_403_even_for_anonymous(
+    gateway: Gateway, endpoint: str
+) -> None:
+    assert ask(gateway, "https://blocked.example.com/", endpoint=endpoint).status_code == 403
+
+
+def test_anonymous_on_subject_rule_is_sent_to_log_in_first(gateway: Gateway) -> None:
+    # admin.example.com: group:admins → two_factor, everyone else → deny. Anonymous might
+    # be an admin, so it is sent to log in rather than refused.
+    assert ask(gateway, "https://admin.example.com/").status_code == 302
+
+
+def test_signed_in_user_outside_the_subject_is_forbidden(gateway: Gateway) -> None:
+    session = gateway.login("harry", AuthLevel.TWO_FACTOR)
+    response = ask(gateway, "https://admin.example.com/", cookie=gateway.cookie(session))
+    assert response.status_code == 403
+    assert "remote-user" not in response.headers
+
+
+def test_default_policy_deny_for_unmatched_host(gateway: Gateway) -> None:
+    session = gateway.login("john", AuthLevel.TWO_FACTOR)
+    response = ask(gateway, "https://example.com/", cookie=gateway.cookie(session))
+    assert response.status_code == 403
+
+
+# --- malformed ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Host": ""},
+        {"X-Forwarded-Method": "G3T"},
+        {"X-Forwarded-Proto": "http"},
+        {"X-Forwarded-Host": "app.evil.com"},
+        {"X-Forwarded-Host": "example.com.evil.com"},
+        {"X-Forwarded-Uri": "no-slash"},
+        {"X-Forwarded-For": "not-an-ip"},
+    ],
+)
+def test_malformed_forward_auth_requests_are_400(gateway: Gateway, headers: dict[str, str]) -> None:
+    response = ask(gateway, "https://app.example.com/", extra=headers)
+    assert response.status_code == 400
+    assert "remote-user" not in response.headers
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("url", ["http://app.example.com/", "https://app.evil.com/", "not a url"])
+def test_auth_request_never_answers_outside_2xx_401_403(gateway: Gateway, url: str) -> None:
+    response = ask(gateway, url, endpoint=NGINX)
+    assert response.status_code == 403
+
+
+def test_auth_request_turns_redirect_into_401_with_location(gateway: Gateway) -> None:
+    response = ask(gateway, "https://app.example.com/x", endpoint=NGINX, method="POST")
+    assert response.status_code == 401
+    assert response.headers["location"] == (
+        "https://auth.example.com/?rd=https%3A%2F%2Fapp.example.com%2Fx&rm=POST"
+    )
+
+
+def test_other_methods_on_the_endpoint_are_405(gateway: Gateway) -> None:
+    for endpoint in (FORWARD, NGINX):
+        response = gateway.client.post(endpoint, headers={"X-Forwarded-Host": "public.example.com"})
+        assert response.status_code == 405
+        assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_untrusted_peer_cannot_set_target_or_address(untrusting_gateway: Gateway) -> None:
+    # The only "proxy" here is not trusted: its X-Forwarded-* must not be believed, even
+    # for a host that would be bypassed.
+    response = ask(untrusting_gateway, "https://public.example.com/")
+    assert response.status_code == 400
+    assert "remote-user" not in response.headers
+
+
+# --- Authorization: Basic -------------------------------------------------------------
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_basic_credentials_authenticate_one_factor(gateway: Gateway) -> None:
+    response = ask(gateway, "https://app.example.com/", extra=basic("john", PASSWORD))
+    assert response.status_code == 200
+    assert response.headers["remote-user"] == "john"
+    # One factor only: a two_factor rule still needs the portal.
+    assert (
+        ask(gateway, "https://secure.example.com/", extra=basic("john", PASSWORD)).status_code
+        == 302
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        basic("john", "wrong")["Authorization"],
+        basic("nobody", PASSWORD)["Authorization"],
+        "Basic !!!notbase64",
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+    ],
+)
+def test_bad_basic_credentials_get_401_with_challenge(gateway: Gateway, header: str) -> None:
+    response = ask(gateway, "https://app.example.com/", extra={"Authorization": header})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Basic realm="gateway"'
+
+
+def test_basic_credentials_are_regulated(gateway: Gateway) -> None:
+    for _ in range(3):
+        assert (
+            ask(gateway, "https://app.example.com/", extra=basic("harry", "wrong")).status_code
+            == 401
+        )
+    # Banned now: the right password gets the same answer as a wrong one.
+    assert (
+        ask(gateway, "https://app.example.com/", extra=basic("harry", PASSWORD)).status_code == 401
+    )
