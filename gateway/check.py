@@ -43,6 +43,13 @@ def run(args: argparse.Namespace) -> int:
             from gateway.identity.users_file import load_users
 
             load_users(settings.authentication.file.path)
+        # Reads CA bundles and key files named under credentials (no network, no storage).
+        from gateway.credentials.authenticator import CredentialsConfigError, MachineAuthenticator
+
+        try:
+            MachineAuthenticator.from_settings(settings)
+        except CredentialsConfigError as error:
+            raise ConfigError([Issue(None, f"{args.config}: {error}")]) from None
     except ConfigError as error:
         _print_issues("warning", warnings)
         _print_issues("error", error.issues)

@@ -742,8 +742,38 @@ def _read_secret_files(
                 )
             )
         lines = [line.strip() for line in content.splitlines() if line.strip()]
-        result[name] = lines if name.endswith("s") else content.rstrip("\r\n")
+        result[name] = lines if _is_list_option((*path, name)) else content.rstrip("\r\n")
     return result
+
+
+def _option_annotation(location: YamlPath) -> Any:
+    """The type annotation of the option at ``location`` (list indexes skipped), or None."""
+    model: Any = Settings
+    annotation: Any = None
+    for part in location:
+        if isinstance(part, int):
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return None
+        annotation = info.annotation
+        model = next(
+            (
+                candidate
+                for candidate in (annotation, *getattr(annotation, "__args__", ()))
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel)
+            ),
+            None,
+        )
+    return annotation
+
+
+def _is_list_option(location: YamlPath) -> bool:
+    """Whether a ``NAME_file`` fills a list (one entry per line) rather than one value."""
+    annotation = _option_annotation(location)
+    origins = {getattr(annotation, "__origin__", None)}
+    origins.update(getattr(arg, "__origin__", None) for arg in getattr(annotation, "__args__", ()))
+    return bool(origins & {tuple, list})
 
 
 def _known_options(location: YamlPath) -> list[str]:
