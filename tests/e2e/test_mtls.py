@@ -144,7 +144,7 @@ def client(running: Stack, cert: tuple[Path, Path, x509.Certificate] | None) -> 
     base = running.client()
     if cert is None:
         return base
-    transport = httpx.HTTPTransport(verify=False, cert=(str(cert[0]), str(cert[1])))  # noqa: S501
+    transport = httpx.HTTPTransport(verify=False, cert=(str(cert[0]), str(cert[1])))
 
     class Loopback(httpx.BaseTransport):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
