@@ -160,10 +160,12 @@ def sign_in(port: int) -> str:
         page = client.get("/")
         field = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert field, "no CSRF field on the login page"
+        # The CSRF cookie is Secure; this client talks plain HTTP to loopback, as Caddy does.
+        csrf_cookie = page.headers["set-cookie"].split(";", 1)[0]
         answer = client.post(
             "/login",
             data={"csrf": field.group(1), "username": "bench", "password": PASSWORD},
-            headers={"Origin": "https://auth.example.com"},
+            headers={"Origin": "https://auth.example.com", "Cookie": csrf_cookie},
         )
         for value in answer.headers.get_list("set-cookie"):
             if value.startswith("gateway_session="):

@@ -340,6 +340,11 @@ class MachineAuthenticator:
 
     # -- per request ---------------------------------------------------------------------
 
+    @property
+    def rate_limited(self) -> bool:
+        """Whether requests are counted (then every request must reach :meth:`authenticate`)."""
+        return self._per_key is not None or self._per_ip is not None
+
     def is_api_host(self, host: str) -> bool:
         """Whether ``host`` is an API host (machine clients only, never redirected)."""
         return self.hosts.lookup(normalize_host(host)) is not None

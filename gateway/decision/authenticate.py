@@ -23,16 +23,53 @@ from gateway.security.crypto import keyed_hash
 from gateway.session.model import AuthLevel, Session, SessionExpired
 from gateway.settings import CookieDomain
 
-__all__ = ["ANONYMOUS", "Authenticated", "Authenticator", "BasicRejected", "cookie_value"]
+__all__ = [
+    "ANONYMOUS",
+    "EMPTY_REMOTE_HEADERS",
+    "Authenticated",
+    "Authenticator",
+    "BasicRejected",
+    "cookie_value",
+]
 
 log = logging.getLogger("gateway.decision")
 
 _BASIC_CACHE_SECONDS = 10.0
 _BASIC_CACHE_LIMIT = 1024
+_IDENTITY_CACHE_LIMIT = 10_000
+# How often one process re-checks a session's user against the backend (at most): a users
+# file edit or an LDAP refresh shows within this, on top of the backend's own interval.
+_REFRESH_CHECK_SECONDS = 1.0
 
 
 class BasicRejected(Exception):
     """``Authorization: Basic`` was sent and is wrong, malformed or banned."""
+
+
+RemoteHeaders = tuple[tuple[bytes, bytes], ...]
+
+
+def header_value(value: str) -> bytes:
+    """A directory value as a header: UTF-8, with anything that could split headers removed."""
+    return value.replace("\r", " ").replace("\n", " ").replace("\x00", "").encode()
+
+
+def remote_headers(username: str, groups: tuple[str, ...], email: str, name: str) -> RemoteHeaders:
+    """The four identity headers Caddy copies to the upstream, as raw header pairs."""
+    return (
+        (b"remote-user", header_value(username)),
+        (b"remote-groups", header_value(",".join(groups))),
+        (b"remote-email", header_value(email)),
+        (b"remote-name", header_value(name)),
+    )
+
+
+EMPTY_REMOTE_HEADERS: RemoteHeaders = (
+    (b"remote-user", b""),
+    (b"remote-groups", b""),
+    (b"remote-email", b""),
+    (b"remote-name", b""),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +82,22 @@ class Authenticated:
     display_name: str
     level: AuthLevel
     subject: Subject
+    remote: RemoteHeaders = EMPTY_REMOTE_HEADERS
+    """The identity headers of a 2xx answer, built once per identity."""
+
+    @classmethod
+    def of(
+        cls, username: str, groups: tuple[str, ...], email: str, name: str, level: AuthLevel
+    ) -> Authenticated:
+        return cls(
+            username,
+            groups,
+            email,
+            name,
+            level,
+            Subject(username, frozenset(groups)),
+            remote_headers(username, groups, email, name),
+        )
 
 
 ANONYMOUS = Authenticated(None, (), "", "", AuthLevel.NONE, Subject())
@@ -76,6 +129,8 @@ class Authenticator:
         }
         self._basic_cache: dict[bytes, tuple[Authenticated, float]] = {}
         self._refresher = UserRefresher.from_settings(runtime.settings, runtime.users)
+        # cookie value -> (the session object it was built from, identity, re-check time)
+        self._identities: dict[str, tuple[Session, Authenticated, float]] = {}
 
     async def identify(
         self, headers: dict[str, str], access: AccessRequest, cookie_domain: CookieDomain
@@ -89,17 +144,27 @@ class Authenticator:
         session = await self._sessions.load(value, cookie_domain)
         if session is None or session.username is None:
             return ANONYMOUS
-        session = await self._refresh(session)
-        if session is None or session.username is None:
+        now = time.monotonic()
+        known = self._identities.get(value)
+        if known is not None and known[0] is session and now < known[2]:
+            return known[1]
+        refreshed = await self._refresh(session)
+        if refreshed is None or refreshed.username is None:
+            self._identities.pop(value, None)
             return ANONYMOUS
-        return Authenticated(
-            session.username,
-            tuple(session.groups),
-            session.email,
-            session.display_name,
-            session.level,
-            Subject(session.username, frozenset(session.groups)),
+        identity = Authenticated.of(
+            refreshed.username,
+            tuple(refreshed.groups),
+            refreshed.email,
+            refreshed.display_name,
+            refreshed.level,
         )
+        if len(self._identities) >= _IDENTITY_CACHE_LIMIT:
+            self._identities.clear()
+        # Keyed to the session object the manager handed out: a new read (cache expiry,
+        # logout, level change) yields a new object and so a fresh identity.
+        self._identities[value] = (refreshed, identity, now + _REFRESH_CHECK_SECONDS)
+        return identity
 
     async def _refresh(self, session: Session) -> Session | None:
         """Apply directory changes (groups, disabled accounts) to a session when due."""
@@ -153,13 +218,8 @@ class Authenticator:
             await self._regulator.record_failure(username, ip)
             raise BasicRejected
         await self._regulator.record_success(username, ip)
-        identity = Authenticated(
-            user.username,
-            tuple(user.groups),
-            user.email,
-            user.display_name,
-            AuthLevel.ONE_FACTOR,
-            Subject(user.username, frozenset(user.groups)),
+        identity = Authenticated.of(
+            user.username, tuple(user.groups), user.email, user.display_name, AuthLevel.ONE_FACTOR
         )
         if len(self._basic_cache) >= _BASIC_CACHE_LIMIT:
             self._basic_cache.clear()

@@ -17,7 +17,14 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from gateway.credentials.authenticator import MachineAuthenticator, MachineFailure
-from gateway.decision.authenticate import Authenticated, Authenticator, BasicRejected
+from gateway.decision.authenticate import (
+    EMPTY_REMOTE_HEADERS,
+    Authenticated,
+    Authenticator,
+    BasicRejected,
+    header_value,
+    remote_headers,
+)
 from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust
 from gateway.decision.request import from_auth_request as _parse_auth_request
 from gateway.decision.request import from_forward_auth as _parse_forward_auth
@@ -55,17 +62,14 @@ _WANTED = frozenset(
         b"x-client-cert-fingerprint",
     }
 )
-_REMOTE_NAMES = (b"remote-user", b"remote-groups", b"remote-email", b"remote-name")
 _NO_STORE = (b"cache-control", b"no-store")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _JSON = (b"content-type", b"application/json")
-_EMPTY_REMOTE = [(name, b"") for name in _REMOTE_NAMES]
+_MACHINE_MEMO_SECONDS = 1.0
+_MACHINE_MEMO_LIMIT = 10_000
+MachineMemoKey = tuple[str | None, str | None, str | None, str, object]
+_LENGTHS = {length: str(length).encode() for length in range(64)}
 _REDIRECT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def _header_value(value: str) -> bytes:
-    """A directory value as a header: UTF-8, with anything that could split headers removed."""
-    return value.replace("\r", " ").replace("\n", " ").replace("\x00", "").encode()
 
 
 @dataclass(slots=True)
@@ -88,6 +92,11 @@ class AuthzEndpoint:
         self._metrics = runtime.metrics
         self._authenticator = Authenticator(runtime)
         self._machines: MachineAuthenticator | None = runtime.machines
+        self._api_hosts: dict[str, bool] = {}
+        # Successful machine identities for a second, per credential, host and client
+        # address: a client calling in a loop is verified once a second, not per request.
+        self._machine_memo: dict[MachineMemoKey, tuple[Subject, list[tuple[bytes, bytes]], float]]
+        self._machine_memo = {}
         self._portal = {
             cookie.domain: cookie.portal_url for cookie in runtime.settings.session.cookies
         }
@@ -104,6 +113,9 @@ class AuthzEndpoint:
         if self._flavour == "auth-request":
             answer = _for_nginx(answer)
         self._metrics.decision(self._label, answer.status, time.perf_counter() - started)
+        # An explicit length keeps uvicorn from switching to chunked encoding.
+        length = len(answer.body)
+        answer.headers.append((b"content-length", _LENGTHS.get(length) or str(length).encode()))
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
@@ -111,10 +123,11 @@ class AuthzEndpoint:
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope) -> Answer:
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            if raw_name in _WANTED:
-                headers[raw_name.decode("latin-1")] = raw_value.decode("latin-1")
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _WANTED
+        }
         client = scope.get("client")
         peer = client[0] if client else ""
         try:
@@ -122,7 +135,7 @@ class AuthzEndpoint:
         except BadRequest as error:
             return Answer(400, [_TEXT, _NO_STORE], str(error).encode())
         machines = self._machines
-        if machines is not None and machines.is_api_host(access.host):
+        if machines is not None and self._is_api_host(machines, access.host):
             return await self._machine_answer(machines, headers, access)
         cookie_domain = self._sessions.cookie_domain_for(access.host)
         if cookie_domain is None:
@@ -153,11 +166,33 @@ class AuthzEndpoint:
             return self._allow(identity)
         return self._unauthorized(headers, access, cookie_domain.domain)
 
+    def _is_api_host(self, machines: MachineAuthenticator, host: str) -> bool:
+        known = self._api_hosts.get(host)
+        if known is None:
+            known = machines.is_api_host(host)
+            if len(self._api_hosts) >= 4096:
+                self._api_hosts.clear()
+            self._api_hosts[host] = known
+        return known
+
     async def _machine_answer(
         self, machines: MachineAuthenticator, headers: dict[str, str], access: AccessRequest
     ) -> Answer:
         """API hosts: never a redirect; 401/403/429 with a small JSON body."""
         engine = self._policy.current
+        memo_key: MachineMemoKey = (
+            headers.get("x-api-key"),
+            headers.get("authorization"),
+            headers.get("x-client-cert-der-b64") if access.trusted else None,
+            access.host,
+            access.client_ip,
+        )
+        remembered = self._machine_memo.get(memo_key)
+        if remembered is not None and remembered[2] > time.monotonic():
+            subject, identity_headers, _ = remembered
+            if engine.decide(access.target, subject).level in (Level.BYPASS, Level.ONE_FACTOR):
+                return Answer(200, list(identity_headers))
+            return _machine_failure(_FORBIDDEN)
         if not machines.presented(headers, access.trusted):
             decision = engine.decide(access.target, ANONYMOUS_SUBJECT)
             if decision.level == Level.BYPASS and not decision.potential:
@@ -165,7 +200,7 @@ class AuthzEndpoint:
                 api_host = machines.hosts.lookup(access.host)
                 if api_host is not None and access.client_ip not in api_host.networks:
                     return _machine_failure(_FORBIDDEN)
-                return Answer(200, [_NO_STORE, *_EMPTY_REMOTE])
+                return Answer(200, [*EMPTY_REMOTE_HEADERS])
         result = await machines.authenticate(
             headers, access.client_ip, access.trusted, host=access.host
         )
@@ -175,36 +210,27 @@ class AuthzEndpoint:
             return _machine_failure(result)
         subject = Subject(None, frozenset(result.groups), result.credentials)
         decision = engine.decide(access.target, subject)
+        identity_headers = [
+            *remote_headers(result.username, tuple(result.groups), result.email, result.name),
+            *(
+                (name.lower().encode("latin-1"), header_value(value))
+                for name, value in result.upstream_headers.items()
+            ),
+        ]
+        if not machines.rate_limited:
+            if len(self._machine_memo) >= _MACHINE_MEMO_LIMIT:
+                self._machine_memo.clear()
+            expires = time.monotonic() + _MACHINE_MEMO_SECONDS
+            self._machine_memo[memo_key] = (subject, identity_headers, expires)
         if decision.level not in (Level.BYPASS, Level.ONE_FACTOR):
             # deny, or two_factor: a machine credential is one factor and cannot do more.
             return _machine_failure(_FORBIDDEN)
-        answer_headers = [
-            _NO_STORE,
-            (b"remote-user", _header_value(result.username)),
-            (b"remote-groups", _header_value(",".join(result.groups))),
-            (b"remote-email", _header_value(result.email)),
-            (b"remote-name", _header_value(result.name)),
-        ]
-        answer_headers.extend(
-            (name.lower().encode("latin-1"), _header_value(value))
-            for name, value in result.upstream_headers.items()
-        )
-        return Answer(200, answer_headers)
+        return Answer(200, list(identity_headers))
 
     def _allow(self, identity: Authenticated) -> Answer:
-        headers = [_NO_STORE]
-        if identity.username is None:
-            headers.extend(_EMPTY_REMOTE)
-        else:
-            headers.extend(
-                (
-                    (b"remote-user", _header_value(identity.username)),
-                    (b"remote-groups", _header_value(",".join(identity.groups))),
-                    (b"remote-email", _header_value(identity.email)),
-                    (b"remote-name", _header_value(identity.display_name)),
-                )
-            )
-        return Answer(200, headers)
+        # No Cache-Control on a 200: Caddy and nginx consume it and never relay it to a
+        # browser, and every header costs uvicorn a validation on the hottest path.
+        return Answer(200, [*identity.remote])
 
     def _unauthorized(self, headers: dict[str, str], access: AccessRequest, domain: str) -> Answer:
         portal = self._portal[domain]

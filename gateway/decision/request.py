@@ -22,8 +22,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _METHOD = re.compile(r"[A-Za-z]{1,20}")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _TRUST_CACHE_LIMIT = 4096
+_TARGET_CACHE_LIMIT = 8192
 
 
 class BadRequest(Exception):
@@ -44,11 +46,42 @@ class AccessRequest:
 
 
 class ProxyTrust:
-    """Which peers are trusted proxies; answers are memoised per address string."""
+    """Which peers are trusted proxies; answers are memoised per address string.
+
+    It also memoises the per-request parsing that depends only on header text (client
+    addresses, normalised targets), so a busy gateway parses each distinct value once.
+    """
 
     def __init__(self, networks: Iterable[IPNetwork]) -> None:
         self._networks = tuple(networks)
         self._cache: dict[str, bool] = {}
+        self._addresses: dict[str, IPAddress] = {}
+        self._targets: dict[tuple[str, str, str], Target] = {}
+        self.forwarded: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        """Validated (host, uri, method) header triples -> (url, host, method)."""
+
+    def parse_address(self, text: str) -> IPAddress:
+        known = self._addresses.get(text)
+        if known is None:
+            known = _parse_ip(text)
+            if len(self._addresses) >= _TRUST_CACHE_LIMIT:
+                self._addresses.clear()
+            self._addresses[text] = known
+        return known
+
+    def target(self, url: str, method: str, client: IPAddress) -> Target:
+        """The policy target for ``url``; normalisation is cached, the address is not."""
+        key = (url, method, "")
+        cached = self._targets.get(key)
+        if cached is None:
+            try:
+                cached = Target.from_url(url, method, None)
+            except BadTarget as error:
+                raise BadRequest(f"malformed target URL: {error}") from None
+            if len(self._targets) >= _TARGET_CACHE_LIMIT:
+                self._targets.clear()
+            self._targets[key] = cached
+        return Target(cached.host, cached.path, cached.query, cached.method, _unmapped(client))
 
     def is_trusted(self, address: str) -> bool:
         known = self._cache.get(address)
@@ -76,6 +109,12 @@ class ProxyTrust:
             if not self.is_trusted(entry):
                 return entry
         return entries[0]
+
+
+def _unmapped(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _parse_ip(text: str) -> IPAddress:
@@ -108,33 +147,40 @@ def _method(raw: str | None) -> str:
 def _build(
     url: str, host: str, method: str, peer: str, forwarded_for: str | None, trust: ProxyTrust
 ) -> AccessRequest:
-    client = _parse_ip(trust.client_address(peer, forwarded_for))
-    try:
-        target = Target.from_url(url, method, client)
-    except BadTarget as error:
-        raise BadRequest(f"malformed target URL: {error}") from None
-    return AccessRequest(url, method, host, client, target, trusted=True)
+    client = trust.parse_address(trust.client_address(peer, forwarded_for))
+    return AccessRequest(url, method, host, client, trust.target(url, method, client), trusted=True)
 
 
 def from_forward_auth(headers: Mapping[str, str], peer: str, trust: ProxyTrust) -> AccessRequest:
     """Caddy / Traefik style: ``X-Forwarded-Method``, ``-Proto``, ``-Host``, ``-Uri``, ``-For``."""
     if not trust.is_trusted(peer):
         raise BadRequest("this endpoint only answers trusted proxies")
-    proto = headers.get("x-forwarded-proto", "").strip().lower()
-    if proto != "https":
+    if headers.get("x-forwarded-proto", "").strip().lower() != "https":
         raise BadRequest("the target must be https (X-Forwarded-Proto)")
-    raw_host = headers.get("x-forwarded-host")
+    key = (
+        headers.get("x-forwarded-host", ""),
+        headers.get("x-forwarded-uri") or "/",
+        headers.get("x-forwarded-method", "GET"),
+    )
+    known = trust.forwarded.get(key)
+    if known is None:
+        known = _validate_forwarded(*key)
+        if len(trust.forwarded) >= _TARGET_CACHE_LIMIT:
+            trust.forwarded.clear()
+        trust.forwarded[key] = known
+    url, host, method = known
+    return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)
+
+
+def _validate_forwarded(raw_host: str, uri: str, raw_method: str) -> tuple[str, str, str]:
+    """``(url, host, method)`` from forward-auth header values, or :class:`BadRequest`."""
     if not raw_host:
         raise BadRequest("missing X-Forwarded-Host header")
     host = _clean_host(raw_host)
-    uri = headers.get("x-forwarded-uri") or "/"
-    if not uri.startswith("/") or uri.startswith("//"):
+    if not uri.startswith("/") or uri.startswith("//") or _UNSAFE.search(uri):
         raise BadRequest("malformed X-Forwarded-Uri header")
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in uri):
-        raise BadRequest("malformed X-Forwarded-Uri header")
-    method = _method(headers.get("x-forwarded-method"))
-    url = f"https://{raw_host.strip().lower()}{uri}"
-    return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)
+    method = _method(raw_method)
+    return f"https://{raw_host.strip().lower()}{uri}", host, method
 
 
 def from_auth_request(headers: Mapping[str, str], peer: str, trust: ProxyTrust) -> AccessRequest:
@@ -144,7 +190,7 @@ def from_auth_request(headers: Mapping[str, str], peer: str, trust: ProxyTrust) 
     url = headers.get("x-original-url", "").strip()
     if not url:
         raise BadRequest("missing X-Original-URL header")
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in url):
+    if _UNSAFE.search(url):
         raise BadRequest("malformed X-Original-URL header")
     parts = urlsplit(url)
     if parts.scheme.lower() != "https":
