@@ -85,17 +85,25 @@ class Stack:
 
     def client(self) -> httpx.Client:
         """An HTTP client that reaches *.example.com through Caddy on loopback."""
-        transport = httpx.HTTPTransport(verify=False)
+        return loopback_client()
 
-        class Loopback(httpx.BaseTransport):
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                # Keep the name for SNI and Host, connect to loopback.
-                request.extensions["sni_hostname"] = request.url.host
-                request.headers["Host"] = f"{request.url.host}:{request.url.port}"
-                request.url = request.url.copy_with(host="127.0.0.1")
-                return transport.handle_request(request)
 
-        return httpx.Client(transport=Loopback(), follow_redirects=False, timeout=15)
+def loopback_client(cert: tuple[Path, Path] | None = None) -> httpx.Client:
+    """An HTTPS client for *.example.com names that connects to 127.0.0.1 (keeping the name
+    for SNI and Host), trusting the test CAs; ``cert`` presents a client certificate."""
+    transport = httpx.HTTPTransport(
+        verify=False,
+        cert=(str(cert[0]), str(cert[1])) if cert else None,
+    )
+
+    class Loopback(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            request.extensions["sni_hostname"] = request.url.host
+            request.headers["Host"] = f"{request.url.host}:{request.url.port}"
+            request.url = request.url.copy_with(host="127.0.0.1")
+            return transport.handle_request(request)
+
+    return httpx.Client(transport=Loopback(), follow_redirects=False, timeout=15)
 
 
 def gateway_config(

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.credentials.certs import Authority, make_ca
-from tests.e2e.stack import ROOT, Stack, stack, users_file_authentication
+from tests.e2e.stack import ROOT, Stack, loopback_client, stack, users_file_authentication
 from tests.services import CADDY_BINARIES, CaddyFactory
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -141,19 +141,7 @@ def render_caddyfile_text(text: str) -> str:
 
 
 def client(running: Stack, cert: tuple[Path, Path, x509.Certificate] | None) -> httpx.Client:
-    base = running.client()
-    if cert is None:
-        return base
-    transport = httpx.HTTPTransport(verify=False, cert=(str(cert[0]), str(cert[1])))
-
-    class Loopback(httpx.BaseTransport):
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            request.extensions["sni_hostname"] = request.url.host
-            request.headers["Host"] = f"{request.url.host}:{request.url.port}"
-            request.url = request.url.copy_with(host="127.0.0.1")
-            return transport.handle_request(request)
-
-    return httpx.Client(transport=Loopback(), timeout=15)
+    return loopback_client((cert[0], cert[1]) if cert else None)
 
 
 def test_valid_certificate_reaches_upstream_with_identity(mtls: tuple[Stack, Certificates]) -> None:

@@ -18,6 +18,7 @@ from tests.e2e.stack import (
     PASSWORD,
     ROOT,
     gateway_config,
+    loopback_client,
     running_gateway,
     running_upstream,
     users_file_authentication,
@@ -33,16 +34,7 @@ class NginxStack:
         return f"https://{host}:{self.port}{path}"
 
     def client(self) -> httpx.Client:
-        transport = httpx.HTTPTransport(verify=False)
-
-        class Loopback(httpx.BaseTransport):
-            def handle_request(self, request: httpx.Request) -> httpx.Response:
-                request.extensions["sni_hostname"] = request.url.host
-                request.headers["Host"] = f"{request.url.host}:{request.url.port}"
-                request.url = request.url.copy_with(host="127.0.0.1")
-                return transport.handle_request(request)
-
-        return httpx.Client(transport=Loopback(), follow_redirects=False, timeout=15)
+        return loopback_client()
 
 
 def shipped_config(port: int, gateway_port: int, upstream_port: int, cert: Path, key: Path) -> str:
