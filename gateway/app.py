@@ -22,6 +22,7 @@ from gateway.decision.request import BadRequest, ProxyTrust
 from gateway.identity.model import create_user_backend
 from gateway.identity.second_factor import SecondFactor
 from gateway.observability.metrics import Metrics
+from gateway.policy.engine import PolicyEngine
 from gateway.policy.reload import PolicyWatcher
 from gateway.portal.routes import portal_routes
 from gateway.runtime import Runtime
@@ -42,7 +43,6 @@ async def build_runtime(settings: Settings) -> Runtime:
     keyring = Keyring.from_texts(settings.secrets.encryption_keys)
     hash_key = settings.secrets.hash_key.encode()
     policy = PolicyWatcher(settings.policy.files, interval=settings.policy.reload_interval)
-    await policy.start()
     opened: list[Any] = [policy]
     try:
         storage = await open_storage(settings)
@@ -56,8 +56,17 @@ async def build_runtime(settings: Settings) -> Runtime:
         opened.append(users)
         second_factor = SecondFactor.from_settings(settings, storage, hash_key, keyring=keyring)
         machines = MachineAuthenticator.from_settings(settings, storage=storage)
+        _declare_machines(machines, policy.current)
         await machines.start()
         opened.append(machines)
+
+        async def on_reload(engine: PolicyEngine) -> None:
+            _declare_machines(machines, engine)
+            await machines.load_upstream_secrets()
+
+        # Polling starts only now, so no reload can slip past the machine declarations.
+        policy.on_reload = on_reload
+        await policy.start()
     except BaseException:
         for component in reversed(opened):
             await _close(component)
@@ -92,6 +101,12 @@ async def build_runtime(settings: Settings) -> Runtime:
         machines=machines,
         extras={"session_store": store},
     )
+
+
+def _declare_machines(machines: MachineAuthenticator, engine: PolicyEngine) -> None:
+    """Install the API hosts and keys a policy declares (no await: one step with the swap)."""
+    machines.set_policy_hosts(engine.api_hosts)
+    machines.set_static_keys(engine.static_api_keys)
 
 
 async def _close(component: Any) -> None:

@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "load_settings",
     "load_settings_with_warnings",
     "parse_duration",
+    "validation_issues",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -604,12 +606,13 @@ class ApiHostSettings(_Section):
     networks: NetworkList | None = None
     """Client networks allowed (default: ``credentials.default_networks``)."""
     networks_env: str | None = None
-    """Read the networks from this environment variable (space-separated CIDRs) at load."""
+    """Read the networks from this environment variable (space-separated CIDRs) at load; the
+    validation context's ``environ`` when given, else the process environment."""
     upstream: tuple[UpstreamHeaderSettings, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
-    def _networks_from_env(cls, data: Any) -> Any:
+    def _networks_from_env(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict) or data.get("networks_env") is None:
             return data
         name = str(data["networks_env"])
@@ -617,8 +620,9 @@ class ApiHostSettings(_Section):
             raise ValueError("set either networks or networks_env, not both")
         from gateway.credentials.networks import NetworkError, networks_from_env
 
+        environ = info.context.get("environ") if isinstance(info.context, dict) else None
         try:
-            networks = networks_from_env(name)
+            networks = networks_from_env(name, environ)
         except NetworkError as error:
             raise ValueError(f"networks_env: {error}") from None
         return {**data, "networks": tuple(str(network) for network in networks)}
@@ -776,8 +780,8 @@ def _is_list_option(location: YamlPath) -> bool:
     return bool(origins & {tuple, list})
 
 
-def _known_options(location: YamlPath) -> list[str]:
-    model: Any = Settings
+def _known_options(root: type[BaseModel], location: YamlPath) -> list[str]:
+    model: Any = root
     for part in location[:-1]:
         if isinstance(part, int):
             continue
@@ -794,14 +798,17 @@ def _known_options(location: YamlPath) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
-def _issue_from_error(document: Document, error: Mapping[str, Any]) -> Issue:
-    location: YamlPath = tuple(part for part in error["loc"] if isinstance(part, str | int))
+def _issue_from_error(
+    document: Document, error: Mapping[str, Any], model: type[BaseModel], prefix: YamlPath
+) -> Issue:
+    relative: YamlPath = tuple(part for part in error["loc"] if isinstance(part, str | int))
+    location: YamlPath = (*prefix, *relative)
     message = str(error["msg"]).removeprefix("Value error, ")
     kind = error["type"]
     field = ".".join(str(part) for part in location) or "configuration"
     if kind == "extra_forbidden":
         name = str(location[-1])
-        close = difflib.get_close_matches(name, _known_options(location), n=1)
+        close = difflib.get_close_matches(name, _known_options(model, relative), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return document.issue(location, f"unknown option '{name}'{hint}", at_key=True)
     elif kind == "missing":
@@ -814,11 +821,39 @@ def _issue_from_error(document: Document, error: Mapping[str, Any]) -> Issue:
     return document.issue(location, message)
 
 
+def validation_issues(
+    document: Document,
+    error: ValidationError,
+    *,
+    model: type[BaseModel] = Settings,
+    prefix: YamlPath = (),
+) -> list[Issue]:
+    """Every problem of a failed ``model.model_validate`` as ``file:line:column`` issues.
+
+    ``prefix`` is where in ``document`` the validated data sits (``("api_hosts", 0)``), so
+    that a policy file can validate one entry with a settings model and still point at it.
+    """
+    details = error.errors()
+    # A list whose items failed also reports "too short"; the item errors say more.
+    failed_items = {
+        tuple(detail["loc"][:index])
+        for detail in details
+        for index, part in enumerate(detail["loc"])
+        if isinstance(part, int)
+    }
+    return [
+        _issue_from_error(document, detail, model, prefix)
+        for detail in details
+        if not (detail["type"] == "too_short" and tuple(detail["loc"]) in failed_items)
+    ]
+
+
 def load_settings_with_warnings(
     path: str | Path, *, environ: Mapping[str, str] | None = None
 ) -> tuple[Settings, list[Issue]]:
     """Load and validate ``gateway.yml``; raises :class:`ConfigError` listing every problem."""
-    document = load_file(path, environ=environ if environ is not None else default_environ())
+    env = environ if environ is not None else default_environ()
+    document = load_file(path, environ=env)
     if not isinstance(document.data, dict):
         raise ConfigError([document.issue((), "the configuration must be a YAML mapping")])
     warnings: list[Issue] = []
@@ -828,21 +863,9 @@ def load_settings_with_warnings(
         raise ConfigError(issues)
     base_dir = Path(path).resolve().parent
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings.model_validate(data, context={"environ": env})
     except ValidationError as error:
-        details = error.errors()
-        # A list whose items failed also reports "too short"; the item errors say more.
-        failed_items = {
-            tuple(d["loc"][:i])
-            for d in details
-            for i, part in enumerate(d["loc"])
-            if isinstance(part, int)
-        }
-        raise ConfigError(
-            _issue_from_error(document, detail)
-            for detail in details
-            if not (detail["type"] == "too_short" and tuple(detail["loc"]) in failed_items)
-        ) from None
+        raise ConfigError(validation_issues(document, error)) from None
     settings = _resolve_paths(settings, base_dir)
     return settings.model_copy(update={"source": Path(path).resolve()}), warnings
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import difflib
 import logging
 import re
 import secrets
@@ -36,6 +37,7 @@ from gateway.security.crypto import equal, keyed_hash
 from gateway.storage.records import ApiKeyRecord
 
 __all__ = [
+    "DECLARATION_FIELDS",
     "HASH_PURPOSE",
     "KEY_PREFIX",
     "ApiKey",
@@ -481,21 +483,20 @@ def _text_list(value: Any) -> tuple[str, ...]:
     raise ValueError("expected a list of text values")
 
 
-_DECLARATION_FIELDS = frozenset(
-    {
-        "name",
-        "id",
-        "hash",
-        "owner",
-        "groups",
-        "scopes",
-        "networks",
-        "expires",
-        "disabled",
-        "previous_hash",
-        "previous_valid_until",
-    }
+DECLARATION_FIELDS: tuple[str, ...] = (
+    "name",
+    "id",
+    "hash",
+    "owner",
+    "groups",
+    "scopes",
+    "networks",
+    "expires",
+    "disabled",
+    "previous_hash",
+    "previous_valid_until",
 )
+"""The fields of a GitOps key declaration (an entry of a policy file's ``api_keys:``)."""
 
 
 def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys",)) -> list[ApiKey]:
@@ -516,9 +517,10 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
         if not isinstance(entry, Mapping):
             problems.append((here, "expected a mapping with name, id and hash"))
             continue
-        unknown = sorted(set(entry) - _DECLARATION_FIELDS)
-        for name in unknown:
-            problems.append(((*here, name), f"unknown option '{name}'"))
+        for name in sorted(set(entry) - set(DECLARATION_FIELDS)):
+            close = difflib.get_close_matches(str(name), DECLARATION_FIELDS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(((*here, name), f"unknown option '{name}'{hint}"))
         before = len(problems)
         name = entry.get("name")
         if not isinstance(name, str) or not _NAME.fullmatch(name):

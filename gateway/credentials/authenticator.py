@@ -2,8 +2,9 @@
 
 Per request, in this order:
 
-1. the API host's network allowlist (a host matching ``credentials.api_hosts`` or
-   ``api_host_patterns``; default: private and loopback ranges) → 403;
+1. the API host's network allowlist (a host matching ``credentials.api_hosts``, an
+   ``api_hosts:`` entry of a policy file, or ``api_host_patterns``; default: private and
+   loopback ranges) → 403;
 2. the per-IP rate limit → 429;
 3. one credential, the first present of: API key (``X-API-Key``, or ``Authorization: Bearer
    gw_...``), client certificate (headers from a trusted proxy only), bearer JWT → 401;
@@ -55,7 +56,7 @@ from gateway.credentials.upstream import (
 )
 
 if TYPE_CHECKING:
-    from gateway.settings import CredentialsSettings, RateSettings, Settings
+    from gateway.settings import ApiHostSettings, CredentialsSettings, RateSettings, Settings
     from gateway.storage import Storage
 
 __all__ = [
@@ -155,6 +156,15 @@ class ApiHost:
     domain: str
     networks: AddressSet
     upstream: tuple[UpstreamHeader, ...] = ()
+
+    @classmethod
+    def from_settings(cls, host: ApiHostSettings, default_networks: AddressSet) -> ApiHost:
+        """Compile one ``api_hosts`` entry (of ``gateway.yml`` or a policy file)."""
+        return cls(
+            host.domain,
+            AddressSet(host.networks) if host.networks is not None else default_networks,
+            tuple(UpstreamHeader(u.header, u.secret, u.format) for u in host.upstream),
+        )
 
 
 class ApiHostIndex:
@@ -269,19 +279,12 @@ class MachineAuthenticator:
                     f"credentials.issuers.{index} ({issuer.name}): {error}"
                 ) from None
         self.tokens = JwtVerifier(issuers, clock=clock)
-        default_networks = AddressSet(settings.default_networks)
-        self.hosts = ApiHostIndex(
-            (
-                ApiHost(
-                    host.domain,
-                    AddressSet(host.networks) if host.networks is not None else default_networks,
-                    tuple(UpstreamHeader(u.header, u.secret, u.format) for u in host.upstream),
-                )
-                for host in settings.api_hosts
-            ),
-            fallback_patterns=settings.api_host_patterns,
-            default_networks=default_networks,
+        self._default_networks = AddressSet(settings.default_networks)
+        self._host_patterns = settings.api_host_patterns
+        self._configured_hosts = tuple(
+            ApiHost.from_settings(host, self._default_networks) for host in settings.api_hosts
         )
+        self.hosts = self._host_index(())
         self.upstream = UpstreamCredentials(secrets)
         limits = settings.rate_limits
         self._per_key = _limit(limits.per_key)
@@ -323,10 +326,16 @@ class MachineAuthenticator:
         """Fetch JWKS, read upstream secrets, start the last-used writer."""
         await self.tokens.start()
         await self.api_keys.start()
-        try:
-            await self.upstream.load(self.hosts.secret_names)
-        except Exception as error:
-            log.error("credential exchange: %s (its API host answers 503 until fixed)", error)
+        await self.load_upstream_secrets()
+
+    async def load_upstream_secrets(self) -> None:
+        """(Re)read the secret of every API host's upstream headers, so that no request waits
+        for storage; a secret that cannot be read is logged (its host answers 503)."""
+        for name in dict.fromkeys(self.hosts.secret_names):
+            try:
+                await self.upstream.load([name])
+            except Exception as error:
+                log.error("credential exchange: %s (its API host answers 503 until fixed)", error)
 
     async def close(self) -> None:
         """Stop background work; write pending last-use times."""
@@ -337,6 +346,24 @@ class MachineAuthenticator:
     def set_static_keys(self, keys: Iterable[ApiKey]) -> None:
         """Replace the API keys declared in policy files (on load and reload)."""
         self.api_keys.set_static_keys(keys)
+
+    def set_policy_hosts(self, hosts: Iterable[ApiHostSettings]) -> None:
+        """Replace the API hosts declared in policy files (on load and reload).
+
+        They come first, then those of ``credentials.api_hosts`` (a policy entry replaces a
+        configured one with the same domain), then ``api_host_patterns``. The index is swapped
+        in one assignment; call :meth:`load_upstream_secrets` afterwards for new secrets.
+        """
+        declared = tuple(ApiHost.from_settings(host, self._default_networks) for host in hosts)
+        self.hosts = self._host_index(declared)
+
+    def _host_index(self, declared: tuple[ApiHost, ...]) -> ApiHostIndex:
+        replaced = {host.domain for host in declared}
+        return ApiHostIndex(
+            (*declared, *(host for host in self._configured_hosts if host.domain not in replaced)),
+            fallback_patterns=self._host_patterns,
+            default_networks=self._default_networks,
+        )
 
     # -- per request ---------------------------------------------------------------------
 

@@ -71,9 +71,15 @@ class UpstreamCredentials:
         self._clock = clock
 
     async def load(self, names: Iterable[str]) -> None:
-        """Read these secrets now (at start-up); raises :class:`UpstreamUnavailable`."""
+        """Read these secrets now (at start-up, on a policy reload), even one that failed a
+        moment ago; raises :class:`UpstreamUnavailable` for the first that cannot be read
+        (a value read earlier stays in use)."""
         for name in dict.fromkeys(names):
-            await self._read(name)
+            try:
+                await self._read_now(name)
+            except UpstreamUnavailable as error:
+                self._missing[name] = (self._clock() + self._retry_after, str(error))
+                raise
 
     def forget(self, name: str | None = None) -> None:
         """Drop cached values (after ``gateway secret`` changed one), so the next use rereads."""

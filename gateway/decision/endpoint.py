@@ -97,6 +97,9 @@ class AuthzEndpoint:
         # address: a client calling in a loop is verified once a second, not per request.
         self._machine_memo: dict[MachineMemoKey, tuple[Subject, list[tuple[bytes, bytes]], float]]
         self._machine_memo = {}
+        # Both memos hold what one policy generation declared (API hosts, keys): a reload
+        # empties them.
+        self._generation = runtime.policy.generation
         self._portal = {
             cookie.domain: cookie.portal_url for cookie in runtime.settings.session.cookies
         }
@@ -135,8 +138,11 @@ class AuthzEndpoint:
         except BadRequest as error:
             return Answer(400, [_TEXT, _NO_STORE], str(error).encode())
         machines = self._machines
-        if machines is not None and self._is_api_host(machines, access.host):
-            return await self._machine_answer(machines, headers, access)
+        if machines is not None:
+            if self._policy.generation != self._generation:
+                self._forget_machines()
+            if self._is_api_host(machines, access.host):
+                return await self._machine_answer(machines, headers, access)
         cookie_domain = self._sessions.cookie_domain_for(access.host)
         if cookie_domain is None:
             return Answer(
@@ -166,6 +172,11 @@ class AuthzEndpoint:
             return self._allow(identity)
         return self._unauthorized(headers, access, cookie_domain.domain)
 
+    def _forget_machines(self) -> None:
+        self._generation = self._policy.generation
+        self._api_hosts = {}
+        self._machine_memo = {}
+
     def _is_api_host(self, machines: MachineAuthenticator, host: str) -> bool:
         known = self._api_hosts.get(host)
         if known is None:
@@ -180,6 +191,7 @@ class AuthzEndpoint:
     ) -> Answer:
         """API hosts: never a redirect; 401/403/429 with a small JSON body."""
         engine = self._policy.current
+        generation = self._generation
         memo_key: MachineMemoKey = (
             headers.get("x-api-key"),
             headers.get("authorization"),
@@ -217,7 +229,9 @@ class AuthzEndpoint:
                 for name, value in result.upstream_headers.items()
             ),
         ]
-        if not machines.rate_limited:
+        # Not when the policy was reloaded while this request waited: the identity may rest
+        # on a key or host that is gone.
+        if not machines.rate_limited and generation == self._policy.generation:
             if len(self._machine_memo) >= _MACHINE_MEMO_LIMIT:
                 self._machine_memo.clear()
             expires = time.monotonic() + _MACHINE_MEMO_SECONDS

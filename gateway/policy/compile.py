@@ -7,10 +7,11 @@ in every file is collected with its ``file:line:column`` before anything is refu
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv6Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gateway.policy.declarations import ApiDeclarations
 from gateway.policy.matchers import (
     DomainKind,
     DomainPattern,
@@ -25,6 +26,10 @@ from gateway.policy.regex import compile_pattern
 from gateway.policy.rule import Rule
 from gateway.yaml_source import Document, Issue, Position, YamlPath
 
+if TYPE_CHECKING:
+    from gateway.credentials.api_keys import ApiKey
+    from gateway.settings import ApiHostSettings
+
 __all__ = [
     "METHODS",
     "RULE_KEYS",
@@ -32,7 +37,7 @@ __all__ = [
     "PolicyCompiler",
 ]
 
-TOP_LEVEL_KEYS = ("access_control", "definitions")
+TOP_LEVEL_KEYS = ("access_control", "definitions", "api_hosts", "api_keys")
 ACCESS_CONTROL_KEYS = ("default_policy", "networks", "rules")
 RULE_KEYS = (
     "domain",
@@ -115,20 +120,27 @@ class PolicyCompiler:
 
     Add every document first (network names defined in one file may be used in another),
     then call :meth:`compile`. Problems accumulate in :attr:`issues`; warnings in
-    :attr:`warnings`.
+    :attr:`warnings`; the declared API hosts and keys are in :attr:`api_hosts` and
+    :attr:`static_api_keys` after :meth:`compile`. ``environ`` serves ``networks_env``
+    (default: the process environment).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, environ: Mapping[str, str] | None = None) -> None:
         self.issues: list[Issue] = []
         self.warnings: list[Issue] = []
+        self.api_hosts: tuple[ApiHostSettings, ...] = ()
+        self.static_api_keys: tuple[ApiKey, ...] = ()
+        self._environ = environ
         self._networks: dict[str, tuple[tuple[IPNetwork, ...], Position]] = {}
         self._default: tuple[Level, Position] | None = None
         self._rules: list[tuple[Document, YamlPath, Any]] = []
+        self._declarations = ApiDeclarations()
 
     # ---------------------------------------------------------------- reading documents
 
     def add(self, document: Document) -> None:
-        """Read one policy document's ``definitions`` and ``access_control`` sections."""
+        """Read one policy document's ``definitions``, ``access_control``, ``api_hosts`` and
+        ``api_keys`` sections."""
         data = document.data
         if data is None:
             self.warnings.append(document.issue((), "the policy file is empty"))
@@ -155,7 +167,7 @@ class PolicyCompiler:
                 document.issue(
                     (ignored[0],),
                     f"ignoring top-level keys {names}: a policy file only uses "
-                    "'access_control' and 'definitions'",
+                    "'access_control', 'definitions', 'api_hosts' and 'api_keys'",
                     at_key=True,
                 )
             )
@@ -163,7 +175,9 @@ class PolicyCompiler:
             self._read_definitions(document, data["definitions"])
         if "access_control" in data:
             self._read_access_control(document, data["access_control"])
-        elif "definitions" not in data:
+        self._declarations.add_hosts(document, data.get("api_hosts"))
+        self._declarations.add_keys(document, data.get("api_keys"))
+        if not any(key in data for key in TOP_LEVEL_KEYS):
             self.warnings.append(document.issue((), "no 'access_control' section in this file"))
 
     def _read_definitions(self, document: Document, section: Any) -> None:
@@ -291,12 +305,17 @@ class PolicyCompiler:
         return self._default[0] if self._default is not None else Level.DENY
 
     def compile(self) -> list[Rule]:
-        """Compile every rule read so far, in order; problems go to :attr:`issues`."""
+        """Compile every rule read so far, in order, and the API declarations; problems go
+        to :attr:`issues`."""
         rules: list[Rule] = []
         for position, (document, path, data) in enumerate(self._rules, start=1):
             rule = self._compile_rule(position, document, path, data)
             if rule is not None:
                 rules.append(rule)
+        declarations = self._declarations
+        self.api_hosts = declarations.compile_hosts(self._network, self._environ)
+        self.static_api_keys = declarations.compile_keys(self._network)
+        self.issues.extend(declarations.issues)
         if not self._rules and self.default_level not in (Level.ONE_FACTOR, Level.TWO_FACTOR):
             where = self._default[1] if self._default is not None else None
             self.issues.append(
@@ -541,27 +560,28 @@ class PolicyCompiler:
         for entry_path, text in self._strings(
             document, (*path, "networks"), data["networks"], "'networks'"
         ):
-            # Like Authelia: an address or CIDR first, then a network name.
             try:
-                found.append(parse_network(text))
-                continue
-            except ValueError:
-                pass
-            named = self._networks.get(text)
-            if named is not None:
-                found.extend(named[0])
-            else:
-                known = sorted(self._networks)
-                hint = _hint(text, known) or (
-                    f" (defined: {', '.join(known)})" if known else " (no networks are defined)"
-                )
-                self._error(
-                    document,
-                    entry_path,
-                    f"unknown network '{text}': not an IP address, a CIDR or a defined network "
-                    f"name{hint}",
-                )
+                found.extend(self._network(text))
+            except ValueError as error:
+                self._error(document, entry_path, str(error))
         return NetworkSet(found)
+
+    def _network(self, text: str) -> tuple[IPNetwork, ...]:
+        """Like Authelia: an address or CIDR first, then a network name; ValueError if none."""
+        try:
+            return (parse_network(text),)
+        except ValueError:
+            pass
+        named = self._networks.get(text)
+        if named is not None:
+            return named[0]
+        known = sorted(self._networks)
+        hint = _hint(text, known) or (
+            f" (defined: {', '.join(known)})" if known else " (no networks are defined)"
+        )
+        raise ValueError(
+            f"unknown network '{text}': not an IP address, a CIDR or a defined network name{hint}"
+        )
 
     def _methods(
         self, document: Document, path: YamlPath, data: dict[str, Any]

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from gateway.policy.matchers import DomainKind
 from gateway.policy.model import Decision, Level, RuleRef, Subject, Target
 from gateway.policy.rule import Rule
 from gateway.yaml_source import Issue
+
+if TYPE_CHECKING:
+    from gateway.credentials.api_keys import ApiKey
+    from gateway.settings import ApiHostSettings
 
 __all__ = ["PolicyEngine"]
 
@@ -30,7 +35,11 @@ _Candidate = tuple[Rule, bool]
 
 
 class PolicyEngine:
-    """A compiled policy. Build it with :func:`gateway.policy.load_policy`."""
+    """A compiled policy. Build it with :func:`gateway.policy.load_policy`.
+
+    Besides the rules it carries the API hosts and API keys the policy files declare
+    (``api_hosts:``, ``api_keys:``), so that a reload replaces them together with the rules.
+    """
 
     def __init__(
         self,
@@ -39,12 +48,18 @@ class PolicyEngine:
         *,
         warnings: Iterable[Issue] = (),
         sources: Iterable[str] = (),
+        api_hosts: Iterable[ApiHostSettings] = (),
+        static_api_keys: Iterable[ApiKey] = (),
         cache_size: int = 4096,
     ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self.default_level = default_level
         self.warnings: tuple[Issue, ...] = tuple(warnings)
         self.sources: tuple[str, ...] = tuple(sources)
+        self.api_hosts: tuple[ApiHostSettings, ...] = tuple(api_hosts)
+        """API hosts declared in the policy files, in file order."""
+        self.static_api_keys: tuple[ApiKey, ...] = tuple(static_api_keys)
+        """API keys declared (by hash) in the policy files."""
         self.requires_two_factor = default_level is Level.TWO_FACTOR or any(
             rule.level is Level.TWO_FACTOR for rule in self.rules
         )

@@ -18,9 +18,10 @@ def load_policy(
 ) -> PolicyEngine:
     """Load, validate and compile policy files (rules are concatenated in file order).
 
-    ``${VAR}`` references are filled from ``environ`` (default: the process environment).
-    Raises :class:`ConfigError` listing every problem with ``file:line:column``; warnings
-    (ignored keys, rules that can never match, ...) are in the engine's ``warnings``.
+    ``${VAR}`` references and ``networks_env`` of API hosts are filled from ``environ``
+    (default: the process environment). Raises :class:`ConfigError` listing every problem
+    with ``file:line:column``; warnings (ignored keys, rules that can never match, ...) are
+    in the engine's ``warnings``.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -36,12 +37,14 @@ def load_policy(
             issues.extend(error.issues)
     if issues:
         raise ConfigError(issues)
-    return compile_documents(documents)
+    return compile_documents(documents, environ=env)
 
 
-def compile_documents(documents: Sequence[Document]) -> PolicyEngine:
+def compile_documents(
+    documents: Sequence[Document], *, environ: Mapping[str, str] | None = None
+) -> PolicyEngine:
     """Compile already parsed policy documents (see :func:`gateway.yaml_source.load_text`)."""
-    compiler = PolicyCompiler()
+    compiler = PolicyCompiler(environ=environ)
     for document in documents:
         compiler.add(document)
     rules = compiler.compile()
@@ -57,4 +60,11 @@ def compile_documents(documents: Sequence[Document]) -> PolicyEngine:
         return (order.get(where.file, len(order)), where.line, where.column)
 
     warnings = sorted([*compiler.warnings, *lint_rules(rules)], key=file_order)
-    return PolicyEngine(rules, compiler.default_level, warnings=warnings, sources=sources)
+    return PolicyEngine(
+        rules,
+        compiler.default_level,
+        warnings=warnings,
+        sources=sources,
+        api_hosts=compiler.api_hosts,
+        static_api_keys=compiler.static_api_keys,
+    )

@@ -4,15 +4,20 @@ A file that no longer loads never replaces the policy in force: the last good en
 the error is logged with ``file:line:column`` and kept in :attr:`PolicyWatcher.last_error`
 for readiness checks and metrics. Stat and read happen in a worker thread, so the event loop
 never waits on the disk.
+
+Whoever uses more of the policy than its rules (the API hosts and keys it declares) sets
+:attr:`PolicyWatcher.on_reload`, which is called with each new engine right after it is put
+in force, before the event loop runs anything else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,19 +25,24 @@ from gateway.policy.engine import PolicyEngine
 from gateway.policy.loader import load_policy
 from gateway.yaml_source import ConfigError
 
-__all__ = ["PolicyWatcher"]
+__all__ = ["PolicyWatcher", "ReloadCallback"]
 
 logger = logging.getLogger("gateway.policy")
 
 # (mtime_ns, size, inode) per file; None when the file cannot be stat'ed.
 _Fingerprint = tuple[tuple[int, int, int] | None, ...]
 
+ReloadCallback = Callable[[PolicyEngine], Awaitable[None] | None]
+"""Called with the new engine after every successful reload (sync or async)."""
+
 
 class PolicyWatcher:
     """Holds the policy in force and reloads it when its files change.
 
     The first load happens in ``__init__`` (an invalid policy at start-up raises
-    :class:`ConfigError`), unless an already loaded ``engine`` is given.
+    :class:`ConfigError`), unless an already loaded ``engine`` is given. ``on_reload`` is
+    called after each successful reload, not for that first load: apply :attr:`current`
+    yourself when you set it up.
     """
 
     def __init__(
@@ -42,6 +52,7 @@ class PolicyWatcher:
         *,
         environ: Mapping[str, str] | None = None,
         engine: PolicyEngine | None = None,
+        on_reload: ReloadCallback | None = None,
     ) -> None:
         self.paths: tuple[Path, ...] = tuple(Path(path) for path in paths)
         self.interval = interval
@@ -52,6 +63,7 @@ class PolicyWatcher:
         self.loaded_at = datetime.now(UTC)
         self.last_error: str | None = None
         self.reload_failures = 0
+        self.on_reload: ReloadCallback | None = on_reload
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -125,7 +137,20 @@ class PolicyWatcher:
         )
         for warning in engine.warnings:
             logger.warning("policy: %s", warning)
+        await self._notify(engine)
         return True
+
+    async def _notify(self, engine: PolicyEngine) -> None:
+        # Runs under the lock, so callbacks see the engines in order; no await comes between
+        # the swap above and the start of the callback.
+        if self.on_reload is None:
+            return
+        try:
+            result = self.on_reload(engine)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # the new policy is in force; a failing hook must not hide it
+            logger.exception("policy reload hook failed (generation %d)", self.generation)
 
     def _load(self) -> PolicyEngine:
         return load_policy(self.paths, environ=self._environ)
