@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         except CredentialsConfigError as error:
             raise ConfigError([Issue(None, f"{args.config}: {error}")]) from None
     except ConfigError as error:
-        _print_issues("warning", warnings)
+        _print_issues("warning", warnings or error.warnings)
         _print_issues("error", error.issues)
         print(f"{args.config}: {len(error.issues)} error(s); the gateway would refuse to start.")
         return 1

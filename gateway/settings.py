@@ -204,7 +204,7 @@ class CookieDomain(_Section):
     portal_url: HttpsUrl
     default_redirect_url: HttpsUrl | None = None
     name: str | None = None
-    expiration: Duration | None = None
+    expiration: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] | None = None
     inactivity: Duration | None = None
     remember_me: Duration | None = None
 
@@ -249,9 +249,12 @@ class RedisSettings(_Section):
 class SessionSettings(_Section):
     cookie_name: str = "gateway_session"
     same_site: Literal["lax", "strict"] = "lax"
-    expiration: Duration = 3600.0
+    expiration: Duration = Field(3600.0, gt=0)
+    """Absolute lifetime of a session."""
     inactivity: Duration = 300.0
+    """Idle time after which a session ends; 0 disables the check."""
     remember_me: Duration = 30 * 86400.0
+    """Lifetime of a "keep me signed in" session; 0 disables remember-me."""
     cookies: tuple[CookieDomain, ...] = Field(min_length=1)
     store: Literal["memory", "sqlite", "redis"] = "sqlite"
     sqlite: SqliteSettings = SqliteSettings(path=Path("data/sessions.sqlite3"))
@@ -860,12 +863,12 @@ def load_settings_with_warnings(
     issues: list[Issue] = []
     data = _read_secret_files(document, document.data, (), warnings, issues)
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(issues, warnings=warnings)
     base_dir = Path(path).resolve().parent
     try:
         settings = Settings.model_validate(data, context={"environ": env})
     except ValidationError as error:
-        raise ConfigError(validation_issues(document, error)) from None
+        raise ConfigError(validation_issues(document, error), warnings=warnings) from None
     settings = _resolve_paths(settings, base_dir)
     return settings.model_copy(update={"source": Path(path).resolve()}), warnings
 

@@ -61,8 +61,10 @@ class Issue:
 class ConfigError(Exception):
     """A configuration or policy file cannot be used; carries every issue found."""
 
-    def __init__(self, issues: Iterable[Issue]) -> None:
+    def __init__(self, issues: Iterable[Issue], *, warnings: Iterable[Issue] = ()) -> None:
         self.issues: list[Issue] = list(issues)
+        self.warnings: list[Issue] = list(warnings)
+        """Warnings found before the errors stopped the load (reported alongside them)."""
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
