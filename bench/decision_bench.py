@@ -55,7 +55,7 @@ access_control:
       subject: "group:dev"
       policy: one_factor
     - domain: api.example.com
-      subject: ["key:bench", "client:bench-client"]
+      subject: ["key:bench", "client:bench/bench-client"]
       policy: one_factor
 """
 

@@ -54,6 +54,7 @@ from gateway.credentials.upstream import (
     UpstreamHeader,
     UpstreamUnavailable,
 )
+from gateway.security.regulation import ip_subject
 
 if TYPE_CHECKING:
     from gateway.settings import ApiHostSettings, CredentialsSettings, RateSettings, Settings
@@ -410,7 +411,9 @@ class MachineAuthenticator:
         if api_host is not None and (address is None or address not in api_host.networks):
             return NETWORK_DENIED.because(f"{client_ip} is not allowed on {host_name}")
         if self._per_ip is not None and address is not None:
-            decision = await self.rate_limiter.hit(f"ip:{address}", self._per_ip)
+            # Counted like regulation counts: IPv6 per /64, so rotating addresses within one
+            # allocation does not get around the limit.
+            decision = await self.rate_limiter.hit(ip_subject(str(address)), self._per_ip)
             if not decision.allowed:
                 return _rate_limited(decision, f"rate limit for {address}")
 

@@ -82,8 +82,12 @@ class JwtIdentity:
 
     @property
     def credential(self) -> str:
-        """``client:<username>``, for policy ``subject`` rules."""
-        return f"client:{self.username}"
+        """``client:<issuer name>/<username>``, for policy ``subject`` rules.
+
+        Qualified by the issuer, so a second configured issuer that mints the same ``sub``
+        can never satisfy a rule written for the first one's client.
+        """
+        return f"client:{self.issuer}/{self.username}"
 
 
 def load_public_keys(pems: Iterable[str | bytes], *, source: str) -> list[PublicKey]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+
+from gateway.policy.networks import NetworkSet
 
 __all__ = [
     "PRIVATE",
@@ -104,32 +105,16 @@ def parse_address(value: str | IPAddress) -> IPAddress | None:
     return _parse_cached(value)
 
 
-def _merge(ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    starts: list[int] = []
-    ends: list[int] = []
-    for start, end in sorted(ranges):
-        if ends and start <= ends[-1] + 1:
-            ends[-1] = max(ends[-1], end)
-        else:
-            starts.append(start)
-            ends.append(end)
-    return starts, ends
+class AddressSet(NetworkSet):
+    """The policy's :class:`NetworkSet` (sorted ranges, one binary search per lookup) that
+    also takes address text and IPv4-mapped IPv6 addresses, as client addresses arrive."""
 
-
-class AddressSet:
-    """An immutable set of IP networks with O(log n) membership tests."""
-
-    __slots__ = ("_ends4", "_ends6", "_starts4", "_starts6", "networks")
+    __slots__ = ()
 
     def __init__(self, networks: Iterable[IPNetwork | str]) -> None:
-        parsed = tuple(
+        super().__init__(
             item if not isinstance(item, str) else parse_networks([item])[0] for item in networks
         )
-        self.networks: tuple[IPNetwork, ...] = parsed
-        v4 = [(int(n.network_address), int(n.broadcast_address)) for n in parsed if n.version == 4]
-        v6 = [(int(n.network_address), int(n.broadcast_address)) for n in parsed if n.version == 6]
-        self._starts4, self._ends4 = _merge(v4)
-        self._starts6, self._ends6 = _merge(v6)
 
     @classmethod
     def from_strings(cls, values: Iterable[str], *, source: str = "networks") -> AddressSet:
@@ -137,26 +122,16 @@ class AddressSet:
         return cls(parse_networks(values, source=source))
 
     def __contains__(self, value: object) -> bool:
-        if isinstance(value, str | ipaddress.IPv4Address | ipaddress.IPv6Address):
-            address = parse_address(value)
-        else:
+        if not isinstance(value, str | ipaddress.IPv4Address | ipaddress.IPv6Address):
             return False
-        if address is None:
-            return False
-        if address.version == 4:
-            starts, ends = self._starts4, self._ends4
-        else:
-            starts, ends = self._starts6, self._ends6
-        number = int(address)
-        index = bisect_right(starts, number) - 1
-        return index >= 0 and number <= ends[index]
+        return NetworkSet.__contains__(self, parse_address(value))
 
     def __bool__(self) -> bool:
-        return bool(self._starts4 or self._starts6)
+        return bool(self.networks)
 
     def __len__(self) -> int:
-        """The number of merged ranges (not addresses)."""
-        return len(self._starts4) + len(self._starts6)
+        """The number of merged ranges (not networks, not addresses)."""
+        return self.range_count
 
     def __repr__(self) -> str:
         return f"AddressSet({[str(n) for n in self.networks]!r})"

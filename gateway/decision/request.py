@@ -12,7 +12,6 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from gateway.policy import BadTarget, Target
 
@@ -26,6 +25,8 @@ _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _TRUST_CACHE_LIMIT = 4096
 _TARGET_CACHE_LIMIT = 8192
+MAX_TARGET_LENGTH = 16 * 1024
+"""Longest target URL accepted (nginx's default header buffers hold 8 KiB)."""
 
 
 class BadRequest(Exception):
@@ -53,7 +54,8 @@ class ProxyTrust:
     """
 
     def __init__(self, networks: Iterable[IPNetwork]) -> None:
-        self._networks = tuple(networks)
+        # Mapped networks (::ffff:10.0.0.0/104) are compared as IPv4, like the addresses.
+        self._networks = tuple(_unmapped_network(network) for network in networks)
         self._cache: dict[str, bool] = {}
         self._addresses: dict[str, IPAddress] = {}
         self._targets: dict[tuple[str, str, str], Target] = {}
@@ -88,7 +90,7 @@ class ProxyTrust:
         if known is not None:
             return known
         try:
-            ip = ipaddress.ip_address(address)
+            ip = _unmapped(ipaddress.ip_address(address.strip("[]")))
         except ValueError:
             trusted = False
         else:
@@ -111,6 +113,14 @@ class ProxyTrust:
         return entries[0]
 
 
+def _unmapped_network(network: IPNetwork) -> IPNetwork:
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
 def _unmapped(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
@@ -118,8 +128,9 @@ def _unmapped(address: IPAddress) -> IPAddress:
 
 
 def _parse_ip(text: str) -> IPAddress:
+    """A client address; IPv4-mapped IPv6 (a dual-stack listener's view) becomes IPv4."""
     try:
-        return ipaddress.ip_address(text.strip("[]"))
+        return _unmapped(ipaddress.ip_address(text.strip("[]")))
     except ValueError:
         raise BadRequest("malformed client address in X-Forwarded-For") from None
 
@@ -148,7 +159,12 @@ def _build(
     url: str, host: str, method: str, peer: str, forwarded_for: str | None, trust: ProxyTrust
 ) -> AccessRequest:
     client = trust.parse_address(trust.client_address(peer, forwarded_for))
-    return AccessRequest(url, method, host, client, trust.target(url, method, client), trusted=True)
+    target = trust.target(url, method, client)
+    if target.host != host:
+        # Two parsers disagreeing about the host is how decisions get made for the wrong
+        # site; refuse instead of guessing which one the proxy will serve.
+        raise BadRequest("ambiguous target host")
+    return AccessRequest(url, method, host, client, target, trusted=True)
 
 
 def from_forward_auth(headers: Mapping[str, str], peer: str, trust: ProxyTrust) -> AccessRequest:
@@ -162,6 +178,9 @@ def from_forward_auth(headers: Mapping[str, str], peer: str, trust: ProxyTrust) 
         headers.get("x-forwarded-uri") or "/",
         headers.get("x-forwarded-method", "GET"),
     )
+    if len(key[0]) + len(key[1]) + len(key[2]) > MAX_TARGET_LENGTH:
+        # Checked before anything is cached: the caches hold at most this much per entry.
+        raise BadRequest("X-Forwarded-Uri is too long")
     known = trust.forwarded.get(key)
     if known is None:
         known = _validate_forwarded(*key)
@@ -190,13 +209,16 @@ def from_auth_request(headers: Mapping[str, str], peer: str, trust: ProxyTrust) 
     url = headers.get("x-original-url", "").strip()
     if not url:
         raise BadRequest("missing X-Original-URL header")
-    if _UNSAFE.search(url):
+    if len(url) > MAX_TARGET_LENGTH:
+        raise BadRequest("X-Original-URL is too long")
+    if _UNSAFE.search(url) or "#" in url or "\\" in url:
         raise BadRequest("malformed X-Original-URL header")
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "https":
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() != "https":
         raise BadRequest("the target must be https (X-Original-URL)")
-    if parts.username is not None or parts.password is not None or not parts.netloc:
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    if not authority or "@" in authority:
         raise BadRequest("malformed X-Original-URL header")
-    host = _clean_host(parts.netloc)
+    host = _clean_host(authority)
     method = _method(headers.get("x-original-method"))
     return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)

@@ -22,7 +22,18 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1[redacted]",
     ),
     # Cookie and Set-Cookie headers: everything after the colon.
-    (re.compile(r"(?i)((?:set-)?cookie[\"']?\s*[:=]\s*[\"']?)[^\"'\n]+"), r"\1[redacted]"),
+    (
+        re.compile(r"(?i)((?:set-)?cookie[\"']?\s*(?:[:=]|[\"']?\s*,\s*b?)\s*[\"']?)[^\"'\n)]+"),
+        r"\1[redacted]",
+    ),
+    # Header pairs in ASGI / tuple form: (b'authorization', b'Basic ...'), ('x-api-key', '...').
+    (
+        re.compile(
+            r"(?i)(b?['\"](?:proxy-authorization|authorization|cookie|set-cookie|x-api-key)['\"]"
+            r"\s*,\s*b?['\"])[^'\"]+"
+        ),
+        r"\1[redacted]",
+    ),
     # Our API keys, wherever they appear.
     (re.compile(r"\bgw_[A-Za-z0-9]+_[A-Za-z0-9_\-]+"), "gw_[redacted]"),
     # key=value pairs whose name says secret.
@@ -34,7 +45,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"\1[redacted]",
     ),
     # Passwords inside URLs / DSNs: scheme://user:password@host
-    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@/\s]+@"), r"\1[redacted]@"),
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/\s@]*:)[^@/\s]+@"), r"\1[redacted]@"),
 )
 
 

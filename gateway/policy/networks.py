@@ -90,5 +90,10 @@ class NetworkSet:
     def __len__(self) -> int:
         return len(self.networks)
 
+    @property
+    def range_count(self) -> int:
+        """How many disjoint ranges the networks merged into."""
+        return len(self._v4_starts) + len(self._v6_starts)
+
     def __repr__(self) -> str:
         return f"NetworkSet({', '.join(str(n) for n in self.networks)})"

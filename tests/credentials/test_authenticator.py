@@ -266,7 +266,7 @@ async def test_bearer_jwt(jwks_server: JwksServer) -> None:
         headers = {"authorization": f"Bearer {token}"}
         assert machine.presented(headers, False)
         found = identity(await machine.authenticate(headers, INTERNAL, False, host=API))
-        assert found.credentials == frozenset({"client:reporting-service"})
+        assert found.credentials == frozenset({"client:machines/reporting-service"})
         assert found.groups == ("reports:read",)
         assert found.kind == "jwt"
         wrong = jwt.encode(
@@ -329,6 +329,20 @@ async def test_per_ip_rate_limit_applies_before_credentials() -> None:
     assert [failure(g).status for g in guesses] == [401, 401, 401, 429, 429]
     assert repository.reads == 3
     other = failure(await machine.authenticate({}, "10.9.9.9", True, host=API))
+    assert other.status == 401
+
+
+async def test_per_ip_rate_limit_counts_ipv6_per_64() -> None:
+    # Rotating through the addresses of one IPv6 allocation must not reset the limit.
+    machine = authenticator(
+        MemoryRepository(), settings(rate_limits={"per_ip": {"rate": "1/h", "burst": 2}})
+    )
+    statuses = [
+        failure(await machine.authenticate({}, f"fd00:1:2:3::{n}", True, host=API)).status
+        for n in range(1, 5)
+    ]
+    assert statuses == [401, 401, 429, 429]
+    other = failure(await machine.authenticate({}, "fd00:1:2:4::1", True, host=API))
     assert other.status == 401
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.credentials.jwks import JwksClient, JwksError, parse_jwks
-from gateway.credentials.jwt import JwtIssuer, JwtVerifier, TokenRejected
+from gateway.credentials.jwt import JwtIdentity, JwtIssuer, JwtVerifier, TokenRejected
 from tests.credentials.conftest import FakeClock, JwksServer
 
 pytestmark = pytest.mark.anyio
@@ -109,7 +109,7 @@ def make_verifier(jwks: JwksClient, **options: Any) -> JwtVerifier:
 async def test_valid_token(jwks: JwksClient, rsa_key: rsa.RSAPrivateKey) -> None:
     identity = await make_verifier(jwks).verify(sign(rsa_key))
     assert identity.username == "reporting-service"
-    assert identity.credential == "client:reporting-service"
+    assert identity.credential == "client:machines/reporting-service"
     assert identity.groups == ("reporters", "readers")
     assert identity.issuer == "machines"
 
@@ -426,3 +426,27 @@ async def test_non_string_issuer_is_rejected(jwks: JwksClient, rsa_key: rsa.RSAP
     token = jwt.PyJWS().encode(payload, rsa_key, algorithm="RS256", headers={"kid": "k1"})
     with pytest.raises(TokenRejected, match="unknown issuer"):
         await make_verifier(jwks).verify(token)
+
+
+def test_same_subject_from_another_issuer_does_not_match_the_rule() -> None:
+    # Two configured issuers can both mint sub=reporting; a rule for one's client must not
+    # be satisfied by the other's token.
+    from gateway.policy import Level, Subject, Target
+    from gateway.policy.loader import compile_documents
+    from gateway.yaml_source import load_text
+
+    engine = compile_documents(
+        [
+            load_text(
+                "access_control:\n  default_policy: deny\n  rules:\n"
+                "    - domain: api.example.com\n      subject: 'client:internal/reporting'\n"
+                "      policy: one_factor\n",
+                "policy.yml",
+            )
+        ]
+    )
+    target = Target.from_url("https://api.example.com/v1", "GET", "10.0.0.1")
+    for issuer, expected in (("internal", Level.ONE_FACTOR), ("partner", Level.DENY)):
+        identity = JwtIdentity(username="reporting", groups=(), issuer=issuer)
+        subject = Subject(None, frozenset(), frozenset({identity.credential}))
+        assert engine.decide(target, subject).level == expected

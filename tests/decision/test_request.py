@@ -148,3 +148,45 @@ def test_trust_answers_are_memoised_and_bounded() -> None:
     for index in range(5000):
         trust.is_trusted(f"10.0.{index // 256}.{index % 256}")
     assert trust.is_trusted("127.0.0.2")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # nginx builds X-Original-URL from $http_host, which a client controls: two URL
+        # parsers must never be able to disagree about which host is being authorised.
+        "https://blocked.example.com:#@public.example.com/admin",
+        "https://app.example.com#@public.example.com/",
+        "https://public.example.com@app.example.com/",
+        "https://app.example.com\\@public.example.com/",
+        "https://app.example.com/x#frag",
+    ],
+)
+def test_auth_request_refuses_ambiguous_authorities(url: str) -> None:
+    with pytest.raises(BadRequest, match="malformed X-Original-URL"):
+        from_auth_request({"x-original-url": url}, "127.0.0.1", TRUST)
+
+
+def test_forward_auth_refuses_ambiguous_host_header() -> None:
+    headers = forward(**{"x-forwarded-host": "app.example.com:#@public.example.com"})
+    with pytest.raises(BadRequest, match="malformed X-Forwarded-Host"):
+        from_forward_auth(headers, "127.0.0.1", TRUST)
+
+
+def test_oversized_targets_are_refused_before_anything_is_cached() -> None:
+    trust = ProxyTrust([ipaddress.ip_network("127.0.0.0/8")])
+    huge = "/" + "a" * (64 * 1024)
+    with pytest.raises(BadRequest, match="too long"):
+        from_forward_auth(forward(**{"x-forwarded-uri": huge}), "127.0.0.1", trust)
+    with pytest.raises(BadRequest, match="too long"):
+        from_auth_request({"x-original-url": "https://app.example.com" + huge}, "127.0.0.1", trust)
+    assert trust.forwarded == {}
+
+
+def test_ipv4_mapped_addresses_are_judged_as_ipv4() -> None:
+    # A dual-stack listener sees Caddy as ::ffff:127.0.0.1; a proxy hop may be written mapped.
+    access = from_forward_auth(
+        forward(**{"x-forwarded-for": "203.0.113.9, ::ffff:10.0.0.5"}), "::ffff:127.0.0.1", TRUST
+    )
+    assert str(access.client_ip) == "203.0.113.9"
+    assert str(access.target.ip) == "203.0.113.9"

@@ -58,3 +58,16 @@ def test_filter_redacts_arguments_and_tracebacks() -> None:
     entries = [json.loads(line) for line in output.splitlines()]
     assert entries[0]["level"] == "warning"
     assert "[redacted]" in entries[1]["error"]
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("redis://:hunter2@redis:6379/0", "hunter2"),
+        (str([(b"authorization", b"Basic am9objpwYXNz")]), "am9objpwYXNz"),
+        (str([(b"cookie", b"gateway_session=SECRETSESSION")]), "SECRETSESSION"),
+        (str([("x-api-key", "gw_abcdefghijkl_zzzz")]), "zzzz"),
+    ],
+)
+def test_redact_covers_password_only_urls_and_asgi_header_pairs(line: str, secret: str) -> None:
+    assert secret not in redact(line)
