@@ -20,6 +20,7 @@ from gateway.identity.refresh import UserRefresher
 from gateway.policy import Subject
 from gateway.runtime import Runtime
 from gateway.security.crypto import keyed_hash
+from gateway.security.regulation import ResponseTimer
 from gateway.session.model import AuthLevel, Session, SessionExpired
 from gateway.settings import CookieDomain
 
@@ -129,6 +130,7 @@ class Authenticator:
         }
         self._basic_cache: dict[bytes, tuple[Authenticated, float]] = {}
         self._refresher = UserRefresher.from_settings(runtime.settings, runtime.users)
+        self._timer = ResponseTimer()
         # cookie value -> (the session object it was built from, identity, re-check time)
         self._identities: dict[str, tuple[Session, Authenticated, float]] = {}
 
@@ -210,10 +212,14 @@ class Authenticator:
         if not separator or not username or not password:
             raise BasicRejected
         ip = str(access.client_ip)
+        started = time.monotonic()
         if await self._regulator.is_banned(username, ip):
+            # Same answer as a wrong password, after about as long.
+            await self._timer.wait(started)
             log.info("basic auth refused: user or address is banned (user=%s ip=%s)", username, ip)
             raise BasicRejected
         user = await self._users.authenticate(username, password)
+        self._timer.observe(time.monotonic() - started)
         if user is None:
             await self._regulator.record_failure(username, ip)
             raise BasicRejected

@@ -17,7 +17,6 @@ person is asked for a second factor before being sent back rather than after.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import time
@@ -49,6 +48,7 @@ from gateway.portal.svg import inline_svg
 from gateway.runtime import Runtime
 from gateway.security.crypto import DecryptionError
 from gateway.security.redirects import safe_redirect
+from gateway.security.regulation import ResponseTimer
 from gateway.session.model import AuthLevel, Session, SessionExpired, SessionStoreUnavailable
 from gateway.settings import CookieDomain
 from gateway.storage.errors import StorageUnavailable
@@ -145,21 +145,6 @@ class _Visit:
         return self.session.username
 
 
-class _ResponseTimer:
-    """Typical duration of a password check, so refused attempts are answered as slowly."""
-
-    def __init__(self, initial: float = 0.25) -> None:
-        self._average = initial
-
-    def observe(self, seconds: float) -> None:
-        self._average = 0.8 * self._average + 0.2 * min(seconds, 5.0)
-
-    async def wait(self, since: float) -> None:
-        remaining = self._average - (time.monotonic() - since)
-        if remaining > 0:
-            await asyncio.sleep(remaining)
-
-
 Handler = Callable[["Portal", _Visit], Awaitable[Response]]
 
 
@@ -178,7 +163,7 @@ class Portal:
             templates_dir=templates,
             static_dirs=tuple(d for d in (self._theme_static, PACKAGE_STATIC) if d is not None),
         )
-        self._password_timer = _ResponseTimer()
+        self._password_timer = ResponseTimer()
         self._digits = runtime.second_factor.digits
         self._period = runtime.second_factor.period
 

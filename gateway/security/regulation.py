@@ -12,6 +12,7 @@ smallest block a single host or customer usually holds.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
@@ -180,3 +181,23 @@ class Regulator:
         for subject in subjects:
             lifted += await self._backend.clear(subject, now=now)
         return lifted
+
+
+class ResponseTimer:
+    """Typical duration of a password check, so refused attempts are answered as slowly.
+
+    A banned login is refused without asking the directory (which could lock accounts);
+    waiting as long as a real check keeps the refusal from telling an attacker anything.
+    """
+
+    def __init__(self, initial: float = 0.25) -> None:
+        self._average = initial
+
+    def observe(self, seconds: float) -> None:
+        self._average = 0.8 * self._average + 0.2 * min(seconds, 5.0)
+
+    async def wait(self, since: float) -> None:
+        """Sleep until a typical check started at ``since`` (``time.monotonic()``) would end."""
+        remaining = self._average - (time.monotonic() - since)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
