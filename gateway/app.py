@@ -99,7 +99,6 @@ async def build_runtime(settings: Settings) -> Runtime:
         second_factor=second_factor,
         metrics=metrics,
         machines=machines,
-        extras={"session_store": store},
     )
 
 
@@ -124,7 +123,7 @@ async def close_runtime(runtime: Runtime) -> None:
     for component in (
         runtime.machines,
         runtime.users,
-        runtime.extras.get("session_store"),
+        runtime.sessions,  # closes its store
         runtime.storage,
         runtime.policy,
     ):

@@ -6,8 +6,8 @@ is global, so tests can build several gateways in one process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.credentials.authenticator import MachineAuthenticator
@@ -40,4 +40,3 @@ class Runtime:
     metrics: Metrics
     machines: MachineAuthenticator | None = None
     """The machine-credential authenticator for API hosts."""
-    extras: dict[str, Any] = field(default_factory=dict)

@@ -145,7 +145,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             storage=storage,
             second_factor=SecondFactor.from_settings(settings, storage, hash_key, keyring=keyring),
             metrics=Metrics(),
-            extras={"session_store": store},
         )
     finally:
         await storage.close()
