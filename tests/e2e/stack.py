@@ -141,10 +141,20 @@ storage:
 
 
 @contextmanager
-def running_gateway(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def running_gateway(
+    config: Path, port: int, *, extra_args: list[str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     log = (config.parent / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(config),
+            *(extra_args or []),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

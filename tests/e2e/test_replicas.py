@@ -1,0 +1,139 @@
+"""Several gateways, one state: two replicas sharing Redis (sessions, bans) and PostgreSQL
+(records), and one gateway with several worker processes sharing SQLite."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+
+from gateway.security.crypto import generate_key
+from tests.e2e.stack import E2E_POLICY, PASSWORD, running_gateway, write_users
+from tests.services import RedisServer, free_port
+
+KEY = generate_key()
+
+
+def config(directory: Path, port: int, *, sessions: str, storage: str) -> Path:
+    directory.mkdir(exist_ok=True)
+    (directory / "policy.yml").write_text(E2E_POLICY)
+    write_users(directory / "users.yml")
+    path = directory / "gateway.yml"
+    path.write_text(
+        f"""\
+server: {{address: 127.0.0.1, port: {port}}}
+secrets:
+  encryption_keys: [{KEY}]
+  hash_key: {"r" * 40}
+policy: {{files: [policy.yml]}}
+session:
+{sessions}
+  cache_ttl: 0.2s
+  cookies:
+    - domain: example.com
+      portal_url: https://auth.example.com
+authentication: {{backend: file, file: {{path: users.yml}}}}
+storage:
+{storage}
+"""
+    )
+    return path
+
+
+def sign_in(port: int, username: str, password: str = PASSWORD) -> httpx.Response:
+    portal = {"Host": "auth.example.com", "X-Forwarded-Proto": "https"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=portal) as client:
+        page = client.get("/")
+        field = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert field
+        return client.post(
+            "/login",
+            data={"csrf": field.group(1), "username": username, "password": password},
+            headers={
+                "Origin": "https://auth.example.com",
+                "Cookie": page.headers["set-cookie"].split(";", 1)[0],
+            },
+        )
+
+
+def session_cookie(answer: httpx.Response) -> str:
+    assert answer.status_code == 303, answer.text[:300]
+    value = next(
+        v for v in answer.headers.get_list("set-cookie") if v.startswith("gateway_session=")
+    )
+    return value.split(";", 1)[0]
+
+
+def decide(port: int, cookie: str) -> httpx.Response:
+    return httpx.get(
+        f"http://127.0.0.1:{port}/api/authz/forward-auth",
+        headers={
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "app.example.com",
+            "X-Forwarded-Uri": "/",
+            "Accept": "text/html",
+            "Cookie": cookie,
+        },
+    )
+
+
+def test_two_replicas_share_sessions_bans_and_logout(
+    tmp_path: Path, redis_server: RedisServer, postgres_database: str
+) -> None:
+    prefix = f"replicas-{tmp_path.name}:"
+    sessions = f"  store: redis\n  redis: {{url: '{redis_server.url}', key_prefix: '{prefix}'}}"
+    storage = f"  type: postgres\n  postgres: {{dsn: '{postgres_database}'}}"
+    port_a, port_b = free_port(), free_port()
+    config_a = config(tmp_path / "a", port_a, sessions=sessions, storage=storage)
+    config_b = config(tmp_path / "b", port_b, sessions=sessions, storage=storage)
+    with running_gateway(config_a, port_a), running_gateway(config_b, port_b):
+        # Signed in on replica A, recognised by replica B.
+        cookie = session_cookie(sign_in(port_a, "john"))
+        answer = decide(port_b, cookie)
+        assert answer.status_code == 200
+        assert answer.headers["remote-user"] == "john"
+
+        # Failures on A ban harry on B too.
+        for _ in range(3):
+            assert sign_in(port_a, "harry", "wrong").status_code == 401
+        assert sign_in(port_b, "harry").status_code == 401
+
+        # Signed out through B's portal: A stops answering 200 once its short cache expires.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port_b}") as client:
+            page = client.get(
+                "/",
+                headers={
+                    "Host": "auth.example.com",
+                    "X-Forwarded-Proto": "https",
+                    "Cookie": cookie,
+                },
+            )
+            field = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert field
+            csrf_cookie = page.headers["set-cookie"].split(";", 1)[0]
+            logout = client.post(
+                "/logout",
+                data={"csrf": field.group(1)},
+                headers={
+                    "Host": "auth.example.com",
+                    "X-Forwarded-Proto": "https",
+                    "Origin": "https://auth.example.com",
+                    "Cookie": f"{cookie}; {csrf_cookie}",
+                },
+            )
+            assert logout.status_code in (302, 303)
+        time.sleep(0.3)
+        assert decide(port_a, cookie).status_code == 302
+
+
+def test_worker_processes_share_sqlite_sessions(tmp_path: Path) -> None:
+    port = free_port()
+    path = config(tmp_path / "w", port, sessions="  store: sqlite", storage="  type: sqlite")
+    with running_gateway(path, port, extra_args=["--workers", "2"]):
+        cookie = session_cookie(sign_in(port, "john"))
+        # New connections are spread over both workers; every one must know the session.
+        answers = [decide(port, cookie) for _ in range(40)]
+        assert {a.status_code for a in answers} == {200}
+        assert {a.headers["remote-user"] for a in answers} == {"john"}
