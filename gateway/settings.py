@@ -558,8 +558,9 @@ class ApiKeySettings(_Section):
     cache_ttl: Duration = Field(5.0, le=300)
     """How long a replica reuses a key record (a revocation takes effect within this)."""
     negative_cache_ttl: Duration = Field(5.0, le=300)
-    max_stale: Duration = 300.0
-    """While storage is down, cached records are used up to this age (then 503)."""
+    max_stale: Duration = 0.0
+    """While storage is down, cached records are used up to this age (then 503). The default,
+    0, fails closed as soon as a record's cache_ttl ends; raise it to favour availability."""
     cache_size: int = Field(10_000, ge=1)
     touch_interval: Duration = 60.0
     """Last-use times are written in one batch this often."""

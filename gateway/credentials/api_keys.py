@@ -285,7 +285,7 @@ class ApiKeyVerifier:
         static_keys: Iterable[ApiKey] = (),
         cache_ttl: float = 5.0,
         negative_cache_ttl: float = 5.0,
-        max_stale: float = 300.0,
+        max_stale: float = 0.0,
         cache_size: int = 10_000,
         touch_interval: float = 60.0,
         clock: Callable[[], float] = time.time,

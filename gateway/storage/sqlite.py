@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -41,7 +42,34 @@ _UNAVAILABLE_CODES = frozenset(
         26,  # SQLITE_NOTADB
     }
 )
+_W = TypeVar("_W")
 _UNIQUE_CODES = frozenset({1555, 2067})  # SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
+
+
+def when_not_busy(work: Callable[[], _W], timeout: float) -> _W:
+    """Run ``work``, retrying for up to ``timeout`` seconds while SQLite reports the database
+    busy or locked in a way its busy timeout does not cover (schema set-up at start-up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return work()
+        except sqlite3.OperationalError as error:
+            busy = error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def use_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode. Switching a new file to WAL takes a lock SQLite does not
+    wait for, so processes opening a fresh file together retry instead of failing."""
+
+    def switch() -> None:
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() != "wal":
+            connection.execute("PRAGMA journal_mode = WAL")
+
+    when_not_busy(switch, timeout)
 
 
 def _connect(path: Path, timeout: float) -> sqlite3.Connection:
@@ -52,7 +80,7 @@ def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        connection.execute("PRAGMA journal_mode = WAL")
+        use_wal(connection, timeout)
         # FULL: a committed audit entry or used-code marker survives a power loss.
         connection.execute("PRAGMA synchronous = FULL")
     except BaseException:

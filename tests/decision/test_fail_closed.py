@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.policy import Level
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
+from gateway.storage import ApiKeyRecord, open_storage
 from tests.decision.conftest import Gateway, write_config
 from tests.decision.test_endpoints import ask
-from tests.services import LdapServer, RedisServer
+from tests.services import LdapServer, PostgresServer, RedisServer
 
 
 @pytest.fixture
@@ -147,3 +150,54 @@ def test_directory_changes_reach_existing_sessions(ldap_gateway: Gateway) -> Non
     response = ask(ldap_gateway, "https://app.example.com/", cookie=ldap_gateway.cookie(session))  # type: ignore[arg-type]
     assert response.status_code == 200
     assert response.headers["remote-groups"] == "dev"
+
+
+def test_api_key_with_storage_down_is_503_not_a_stale_allow(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    extra = (
+        "storage:\n  type: postgres\n"
+        f"  postgres: {{dsn: '{postgres_database}', connect_timeout: 1s}}\n"
+        "credentials:\n  api_keys: {cache_ttl: 0.2s}\n"
+    )
+    config = write_config(tmp_path, extra=extra)
+    policy = tmp_path / "policy.yml"
+    policy.write_text(
+        policy.read_text().replace(
+            "  rules:\n",
+            "  rules:\n    - domain: api.example.com\n      subject: 'key:ci'\n"
+            "      policy: one_factor\n",
+            1,
+        )
+    )
+    settings = load_settings(config)
+    key = asyncio.run(_create_key(settings, "ci"))
+    app = create_app(settings)
+    with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
+        gateway = Gateway(app, client)
+        url = "https://api.example.com/v1"
+        assert ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key}).status_code == 200
+        with postgres_server.down():
+            time.sleep(1.3)  # past the one-second machine memo and the record cache
+            response = ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key})
+            assert response.status_code == 503
+            assert response.json() == {"error": "temporarily_unavailable"}
+            assert "remote-user" not in response.headers
+
+
+async def _create_key(settings: Settings, name: str) -> str:
+    storage = await open_storage(settings)
+    try:
+        key_id, key = generate_api_key()
+        await storage.create_api_key(
+            ApiKeyRecord(
+                key_id=key_id, name=name, owner="ops",
+                secret_hash=hash_secret(settings.secrets.hash_key.encode(), key),
+                previous_secret_hash=None, previous_valid_until=None, groups=(), scopes=(),
+                networks=(), expires_at=None, disabled=False, created_at=time.time(),
+                last_used_at=None,
+            )
+        )  # fmt: skip
+        return key
+    finally:
+        await storage.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from gateway.session.model import Session, SessionStoreUnavailable, decode_session, encode_session
+from gateway.storage.sqlite import use_wal, when_not_busy
 
 __all__ = ["SqliteRegulationBackend", "SqliteSessionStore"]
 
@@ -88,22 +89,9 @@ class SqliteSessionStore:
         return self._connection
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
-        # Switching a new file to WAL needs a lock that SQLite does not always wait for,
-        # so processes starting together retry here instead of failing.
-        deadline = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-                if str(mode).lower() != "wal":
-                    connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")
-                connection.executescript(_SCHEMA)
-                return
-            except sqlite3.OperationalError as error:
-                busy = error.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                if not busy or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        use_wal(connection, self._busy_timeout)
+        connection.execute("PRAGMA synchronous=NORMAL")
+        when_not_busy(lambda: connection.executescript(_SCHEMA), self._busy_timeout)
 
     async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``work(connection)`` on the store's thread; SQLite and file-system errors
