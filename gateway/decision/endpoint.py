@@ -64,7 +64,7 @@ _WANTED = frozenset(
 )
 _NO_STORE = (b"cache-control", b"no-store")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
-_JSON = (b"content-type", b"application/json")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 _MACHINE_MEMO_SECONDS = 1.0
 _MACHINE_MEMO_LIMIT = 10_000
 MachineMemoKey = tuple[str | None, str | None, str | None, str, object]
@@ -112,7 +112,7 @@ class AuthzEndpoint:
         except Exception:
             # Fail closed: whatever went wrong, this request does not pass.
             log.exception("authorisation failed; denying the request")
-            answer = Answer(503, [_TEXT, _NO_STORE], b"Service Unavailable")
+            answer = Answer(503, [_TEXT, _NO_STORE, _NOSNIFF], b"Service Unavailable")
         if self._flavour == "auth-request":
             answer = _for_nginx(answer)
         self._metrics.decision(self._label, answer.status, time.perf_counter() - started)
@@ -136,7 +136,7 @@ class AuthzEndpoint:
         try:
             access = self._parse(headers, peer, self._trust)
         except BadRequest as error:
-            return Answer(400, [_TEXT, _NO_STORE], str(error).encode())
+            return Answer(400, [_TEXT, _NO_STORE, _NOSNIFF], str(error).encode())
         machines = self._machines
         if machines is not None:
             if self._policy.generation != self._generation:
@@ -146,7 +146,7 @@ class AuthzEndpoint:
         cookie_domain = self._sessions.cookie_domain_for(access.host)
         if cookie_domain is None:
             return Answer(
-                400, [_TEXT, _NO_STORE], b"the target host is outside every cookie domain"
+                400, [_TEXT, _NO_STORE, _NOSNIFF], b"the target host is outside every cookie domain"
             )
 
         try:
@@ -154,7 +154,7 @@ class AuthzEndpoint:
         except BasicRejected:
             return Answer(
                 401,
-                [_TEXT, _NO_STORE, (b"www-authenticate", b'Basic realm="gateway"')],
+                [_TEXT, _NO_STORE, _NOSNIFF, (b"www-authenticate", b'Basic realm="gateway"')],
                 b"Unauthorized",
             )
 
@@ -165,7 +165,7 @@ class AuthzEndpoint:
         level = identity.level
         if required == Level.DENY:
             if level > AuthLevel.NONE or not decision.potential:
-                return Answer(403, [_TEXT, _NO_STORE], b"Forbidden")
+                return Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden")
         elif (required == Level.ONE_FACTOR and level >= AuthLevel.ONE_FACTOR) or (
             required == Level.TWO_FACTOR and level >= AuthLevel.TWO_FACTOR
         ):
@@ -254,9 +254,9 @@ class AuthzEndpoint:
             accept != "" and "text/html" not in accept
         )
         if api_client:
-            return Answer(401, [_TEXT, _NO_STORE], b"Unauthorized")
+            return Answer(401, [_TEXT, _NO_STORE, _NOSNIFF], b"Unauthorized")
         status = 302 if access.method in _REDIRECT_METHODS else 303
-        return Answer(status, [_TEXT, _NO_STORE, (b"location", location.encode())], b"")
+        return Answer(status, [_TEXT, _NO_STORE, _NOSNIFF, (b"location", location.encode())], b"")
 
 
 _FORBIDDEN = MachineFailure(403, "forbidden")
@@ -277,4 +277,4 @@ def _for_nginx(answer: Answer) -> Answer:
     if answer.status in (302, 303):
         # nginx follows the portal through `error_page 401 =302 $redirection_url`.
         return Answer(401, answer.headers, b"Unauthorized")
-    return Answer(403, [_TEXT, _NO_STORE], b"Forbidden")
+    return Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden")

@@ -266,6 +266,9 @@ def test_malformed_forward_auth_requests_are_400(gateway: Gateway, headers: dict
     assert response.status_code == 400
     assert "remote-user" not in response.headers
     assert "Traceback" not in response.text
+    # The reason may quote the client's input: never let a browser sniff it as HTML.
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.parametrize("url", ["http://app.example.com/", "https://app.evil.com/", "not a url"])
