@@ -77,6 +77,8 @@ class Answer:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes = b""
+    why: str = ""
+    """For the debug log: which rule or check decided (never sent to the client)."""
 
 
 class AuthzEndpoint:
@@ -104,6 +106,9 @@ class AuthzEndpoint:
             cookie.domain: cookie.portal_url for cookie in runtime.settings.session.cookies
         }
         self._label = flavour
+        # Decided once: the level is set before the app is built, and a disabled debug log
+        # must cost the hot path nothing.
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -116,6 +121,8 @@ class AuthzEndpoint:
         if self._flavour == "auth-request":
             answer = _for_nginx(answer)
         self._metrics.decision(self._label, answer.status, time.perf_counter() - started)
+        if self._debug:
+            log.debug("%s: %d %s", self._label, answer.status, answer.why or "-")
         # An explicit length keeps uvicorn from switching to chunked encoding.
         length = len(answer.body)
         answer.headers.append((b"content-length", _LENGTHS.get(length) or str(length).encode()))
@@ -136,7 +143,7 @@ class AuthzEndpoint:
         try:
             access = self._parse(headers, peer, self._trust)
         except BadRequest as error:
-            return Answer(400, [_TEXT, _NO_STORE, _NOSNIFF], str(error).encode())
+            return Answer(400, [_TEXT, _NO_STORE, _NOSNIFF], str(error).encode(), why=str(error))
         machines = self._machines
         if machines is not None:
             if self._policy.generation != self._generation:
@@ -161,16 +168,30 @@ class AuthzEndpoint:
         decision = self._policy.current.decide(access.target, identity.subject)
         required = decision.level
         if required == Level.BYPASS:
-            return self._allow(identity)
-        level = identity.level
-        if required == Level.DENY:
-            if level > AuthLevel.NONE or not decision.potential:
-                return Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden")
-        elif (required == Level.ONE_FACTOR and level >= AuthLevel.ONE_FACTOR) or (
-            required == Level.TWO_FACTOR and level >= AuthLevel.TWO_FACTOR
-        ):
-            return self._allow(identity)
-        return self._unauthorized(headers, access, cookie_domain.domain)
+            answer = self._allow(identity)
+        else:
+            level = identity.level
+            if required == Level.DENY and (level > AuthLevel.NONE or not decision.potential):
+                answer = Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden")
+            elif (required == Level.ONE_FACTOR and level >= AuthLevel.ONE_FACTOR) or (
+                required == Level.TWO_FACTOR and level >= AuthLevel.TWO_FACTOR
+            ):
+                answer = self._allow(identity)
+            else:
+                answer = self._unauthorized(headers, access, cookie_domain.domain)
+        if self._debug:
+            rule = (
+                f"rule #{decision.rule.position} at {decision.rule.source}"
+                if decision.rule
+                else "default policy"
+            )
+            answer.why = (
+                f"{access.method} {access.host}{access.target.path} "
+                f"user={identity.username or '-'} ip={access.client_ip} "
+                f"level={level_name(required)} by {rule}"
+                + (" (potential match)" if decision.potential else "")
+            )
+        return answer
 
     def _forget_machines(self) -> None:
         self._generation = self._policy.generation
@@ -267,7 +288,11 @@ def _machine_failure(failure: MachineFailure) -> Answer:
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in failure.headers().items()
     ]
-    return Answer(failure.status, headers, failure.body())
+    return Answer(failure.status, headers, failure.body(), why=failure.reason or failure.error)
+
+
+def level_name(level: Level) -> str:
+    return level.name.lower()
 
 
 def _for_nginx(answer: Answer) -> Answer:
@@ -276,5 +301,5 @@ def _for_nginx(answer: Answer) -> Answer:
         return answer
     if answer.status in (302, 303):
         # nginx follows the portal through `error_page 401 =302 $redirection_url`.
-        return Answer(401, answer.headers, b"Unauthorized")
-    return Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden")
+        return Answer(401, answer.headers, b"Unauthorized", why=answer.why)
+    return Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden", why=answer.why)

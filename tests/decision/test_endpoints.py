@@ -344,3 +344,27 @@ def test_basic_credentials_are_regulated(gateway: Gateway) -> None:
     assert (
         ask(gateway, "https://app.example.com/", extra=basic("harry", PASSWORD)).status_code == 401
     )
+
+
+def test_debug_log_explains_each_decision(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Operators ask "why was I sent to log in?": at debug level each answer names its rule.
+    runtime = gateway.app.runtime
+    assert runtime is not None
+    from gateway.decision.endpoint import AuthzEndpoint
+
+    endpoint = AuthzEndpoint(runtime, "forward-auth")
+    monkeypatch.setattr(endpoint, "_debug", True)
+    monkeypatch.setitem(gateway.app._fast, FORWARD, endpoint)  # type: ignore[attr-defined]
+    with caplog.at_level("DEBUG", logger="gateway.decision"):
+        ask(gateway, "https://admin.example.com/panel?x=1", client_ip="203.0.113.7")
+        ask(gateway, "https://blocked.example.com/")
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.decision"]
+    assert any(
+        line.startswith("forward-auth: 302 GET admin.example.com/panel?x=1 user=- ip=203.0.113.7")
+        and "rule #4 at" in line
+        and line.endswith("(potential match)")
+        for line in lines
+    ), lines
+    assert any(line.startswith("forward-auth: 403 ") and "rule #3 at" in line for line in lines)
