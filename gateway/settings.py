@@ -161,6 +161,8 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
+    paths: Literal["reject", "normalize"] = "reject"
+    """Raw paths servers could read differently: refuse with 400, or judge them cleaned."""
     address: str = "127.0.0.1"
     port: int = Field(9091, ge=1, le=65535)
     trusted_proxies: tuple[Network, ...] = (

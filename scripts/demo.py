@@ -115,7 +115,8 @@ def main() -> int:
         print("  Caddy is not installed; the gateway alone listens on http://127.0.0.1:9091")
     print("  try:  curl -i -H 'X-Forwarded-Proto: https' \\")
     print("             -H 'X-Forwarded-Host: app.gateway.localhost' -H 'X-Forwarded-Uri: /' \\")
-    print("             -H 'Accept: text/html' http://127.0.0.1:9091/api/authz/forward-auth")
+    print("             -H 'X-Forwarded-Method: GET' -H 'Accept: text/html' \\")
+    print("             http://127.0.0.1:9091/api/authz/forward-auth")
     print()
     try:
         while all(process.poll() is None for process in processes):

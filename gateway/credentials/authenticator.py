@@ -157,6 +157,9 @@ class ApiHost:
     domain: str
     networks: AddressSet
     upstream: tuple[UpstreamHeader, ...] = ()
+    declared: bool = True
+    """False for a host that is an API host only by name (``api_host_patterns``): such a host
+    must also lie under a cookie domain, so ``api.evil.com`` is refused like any stranger."""
 
     @classmethod
     def from_settings(cls, host: ApiHostSettings, default_networks: AddressSet) -> ApiHost:
@@ -205,7 +208,7 @@ class ApiHostIndex:
                 break
         else:
             if self._fallback.matches(host):
-                result = ApiHost(host, self._default)
+                result = ApiHost(host, self._default, declared=False)
         if len(self._memo) >= self._MEMO_LIMIT:
             self._memo.clear()
         self._memo[host] = result

@@ -25,7 +25,7 @@ from gateway.decision.authenticate import (
     header_value,
     remote_headers,
 )
-from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust
+from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust, read_headers
 from gateway.decision.request import from_auth_request as _parse_auth_request
 from gateway.decision.request import from_forward_auth as _parse_forward_auth
 from gateway.policy import ANONYMOUS as ANONYMOUS_SUBJECT
@@ -43,25 +43,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Flavour = Literal["forward-auth", "auth-request"]
 
-# Headers the endpoint reads; everything else in the scope is skipped without decoding.
-_WANTED = frozenset(
-    {
-        b"x-forwarded-method",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-        b"x-forwarded-uri",
-        b"x-forwarded-for",
-        b"x-original-url",
-        b"x-original-method",
-        b"cookie",
-        b"authorization",
-        b"accept",
-        b"x-requested-with",
-        b"x-api-key",
-        b"x-client-cert-der-b64",
-        b"x-client-cert-fingerprint",
-    }
-)
 _NO_STORE = (b"cache-control", b"no-store")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
@@ -88,7 +69,8 @@ class AuthzEndpoint:
         self._runtime = runtime
         self._flavour = flavour
         self._parse = _parse_forward_auth if flavour == "forward-auth" else _parse_auth_request
-        self._trust = ProxyTrust(runtime.settings.server.trusted_proxies)
+        server = runtime.settings.server
+        self._trust = ProxyTrust(server.trusted_proxies, paths=server.paths)
         self._sessions = runtime.sessions
         self._policy = runtime.policy
         self._metrics = runtime.metrics
@@ -133,24 +115,20 @@ class AuthzEndpoint:
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope) -> Answer:
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name in _WANTED
-        }
         client = scope.get("client")
         peer = client[0] if client else ""
         try:
+            headers = read_headers(scope["headers"])
             access = self._parse(headers, peer, self._trust)
         except BadRequest as error:
             return Answer(400, [_TEXT, _NO_STORE, _NOSNIFF], str(error).encode(), why=str(error))
+        cookie_domain = self._sessions.cookie_domain_for(access.host)
         machines = self._machines
         if machines is not None:
             if self._policy.generation != self._generation:
                 self._forget_machines()
-            if self._is_api_host(machines, access.host):
+            if self._is_api_host(machines, access.host, cookie_domain is not None):
                 return await self._machine_answer(machines, headers, access)
-        cookie_domain = self._sessions.cookie_domain_for(access.host)
         if cookie_domain is None:
             return Answer(
                 400, [_TEXT, _NO_STORE, _NOSNIFF], b"the target host is outside every cookie domain"
@@ -198,10 +176,12 @@ class AuthzEndpoint:
         self._api_hosts = {}
         self._machine_memo = {}
 
-    def _is_api_host(self, machines: MachineAuthenticator, host: str) -> bool:
+    def _is_api_host(self, machines: MachineAuthenticator, host: str, ours: bool) -> bool:
+        """Declared API hosts, and hosts named like one (``api.*``) under a cookie domain."""
         known = self._api_hosts.get(host)
         if known is None:
-            known = machines.is_api_host(host)
+            api_host = machines.hosts.lookup(host)
+            known = api_host is not None and (api_host.declared or ours)
             if len(self._api_hosts) >= 4096:
                 self._api_hosts.clear()
             self._api_hosts[host] = known

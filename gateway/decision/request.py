@@ -4,6 +4,11 @@ Only peers in ``server.trusted_proxies`` may say which request is being authoris
 (``X-Forwarded-*`` / ``X-Original-*``) and who the client is (``X-Forwarded-For``). From any
 other peer those headers are ignored, so a direct caller can neither spoof its address nor
 choose the target.
+
+The values are taken as sent. A header that says which request is meant appears once or the
+request is refused: with two ``X-Forwarded-Host`` headers the proxy, the gateway and the
+upstream need not agree on which one counts. Values are never trimmed or re-cased on the way
+to the policy (a host name is the exception: DNS names are case-insensitive).
 """
 
 from __future__ import annotations
@@ -14,13 +19,44 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.policy import BadTarget, Target
+from gateway.policy.normalize import PathMode, normalize_method
 
-__all__ = ["AccessRequest", "BadRequest", "ProxyTrust", "from_auth_request", "from_forward_auth"]
+__all__ = [
+    "WANTED_HEADERS",
+    "AccessRequest",
+    "BadRequest",
+    "ProxyTrust",
+    "from_auth_request",
+    "from_forward_auth",
+    "read_headers",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_METHOD = re.compile(r"[A-Za-z]{1,20}")
+WANTED_HEADERS = frozenset(
+    {
+        b"x-forwarded-method",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-uri",
+        b"x-forwarded-for",
+        b"x-original-url",
+        b"x-original-method",
+        b"cookie",
+        b"authorization",
+        b"accept",
+        b"x-requested-with",
+        b"x-api-key",
+        b"x-client-cert-der-b64",
+        b"x-client-cert-fingerprint",
+    }
+)
+"""Headers the decision endpoints read; everything else in the scope is skipped undecoded."""
+# List-valued headers that may legitimately arrive split over several lines, and how their
+# lines join (RFC 9113 section 8.2.3 for Cookie, RFC 9110 section 5.3 for the others). Any
+# other header the endpoints read must appear at most once.
+_JOINED = {"cookie": "; ", "x-forwarded-for": ", ", "accept": ", "}
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _TRUST_CACHE_LIMIT = 4096
@@ -53,7 +89,9 @@ class ProxyTrust:
     addresses, normalised targets), so a busy gateway parses each distinct value once.
     """
 
-    def __init__(self, networks: Iterable[IPNetwork]) -> None:
+    def __init__(self, networks: Iterable[IPNetwork], *, paths: PathMode = "reject") -> None:
+        self.paths: PathMode = paths
+        """``server.paths``: refuse ambiguous raw paths, or judge them cleaned."""
         # Mapped networks (::ffff:10.0.0.0/104) are compared as IPv4, like the addresses.
         self._networks = tuple(_unmapped_network(network) for network in networks)
         self._cache: dict[str, bool] = {}
@@ -77,7 +115,7 @@ class ProxyTrust:
         cached = self._targets.get(key)
         if cached is None:
             try:
-                cached = Target.from_url(url, method, None)
+                cached = Target.from_url(url, method, None, paths=self.paths)
             except BadTarget as error:
                 raise BadRequest(f"malformed target URL: {error}") from None
             if len(self._targets) >= _TARGET_CACHE_LIMIT:
@@ -135,8 +173,25 @@ def _parse_ip(text: str) -> IPAddress:
         raise BadRequest("malformed client address in X-Forwarded-For") from None
 
 
+def read_headers(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The wanted headers of an ASGI scope by lower-case name; :class:`BadRequest` on a
+    duplicate that cannot be joined."""
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        if name in WANTED_HEADERS:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            if key in headers:
+                separator = _JOINED.get(key)
+                if separator is None:
+                    raise BadRequest(f"the {key} header appears more than once")
+                text = headers[key] + separator + text
+            headers[key] = text
+    return headers
+
+
 def _clean_host(raw: str) -> str:
-    host = raw.strip().lower()
+    host = raw.lower()
     if host.startswith("["):
         raise BadRequest("the target host must be a name, not an IP address")
     name, _, port = host.partition(":")
@@ -148,11 +203,13 @@ def _clean_host(raw: str) -> str:
     return name
 
 
-def _method(raw: str | None) -> str:
-    method = (raw or "GET").strip()
-    if not _METHOD.fullmatch(method):
-        raise BadRequest("malformed request method")
-    return method.upper()
+def _method(raw: str | None, header: str) -> str:
+    if not raw:
+        raise BadRequest(f"missing {header} header")
+    try:
+        return normalize_method(raw)
+    except ValueError:
+        raise BadRequest(f"malformed {header} header (an upper-case method such as GET)") from None
 
 
 def _build(
@@ -171,12 +228,12 @@ def from_forward_auth(headers: Mapping[str, str], peer: str, trust: ProxyTrust) 
     """Caddy / Traefik style: ``X-Forwarded-Method``, ``-Proto``, ``-Host``, ``-Uri``, ``-For``."""
     if not trust.is_trusted(peer):
         raise BadRequest("this endpoint only answers trusted proxies")
-    if headers.get("x-forwarded-proto", "").strip().lower() != "https":
+    if headers.get("x-forwarded-proto", "").lower() != "https":
         raise BadRequest("the target must be https (X-Forwarded-Proto)")
     key = (
         headers.get("x-forwarded-host", ""),
         headers.get("x-forwarded-uri") or "/",
-        headers.get("x-forwarded-method", "GET"),
+        headers.get("x-forwarded-method", ""),
     )
     if len(key[0]) + len(key[1]) + len(key[2]) > MAX_TARGET_LENGTH:
         # Checked before anything is cached: the caches hold at most this much per entry.
@@ -198,15 +255,15 @@ def _validate_forwarded(raw_host: str, uri: str, raw_method: str) -> tuple[str, 
     host = _clean_host(raw_host)
     if not uri.startswith("/") or uri.startswith("//") or _UNSAFE.search(uri):
         raise BadRequest("malformed X-Forwarded-Uri header")
-    method = _method(raw_method)
-    return f"https://{raw_host.strip().lower()}{uri}", host, method
+    method = _method(raw_method, "X-Forwarded-Method")
+    return f"https://{raw_host.lower()}{uri}", host, method
 
 
 def from_auth_request(headers: Mapping[str, str], peer: str, trust: ProxyTrust) -> AccessRequest:
     """nginx ``auth_request`` style: ``X-Original-URL`` and ``X-Original-Method``."""
     if not trust.is_trusted(peer):
         raise BadRequest("this endpoint only answers trusted proxies")
-    url = headers.get("x-original-url", "").strip()
+    url = headers.get("x-original-url", "")
     if not url:
         raise BadRequest("missing X-Original-URL header")
     if len(url) > MAX_TARGET_LENGTH:
@@ -220,5 +277,5 @@ def from_auth_request(headers: Mapping[str, str], peer: str, trust: ProxyTrust) 
     if not authority or "@" in authority:
         raise BadRequest("malformed X-Original-URL header")
     host = _clean_host(authority)
-    method = _method(headers.get("x-original-method"))
+    method = _method(headers.get("x-original-method"), "X-Original-Method")
     return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)

@@ -95,7 +95,14 @@ class Target:
     """Client address (IPv4-mapped IPv6 addresses are given as IPv4), if known."""
 
     @classmethod
-    def from_url(cls, url: str, method: str = "GET", ip: str | IPAddress | None = None) -> Target:
+    def from_url(
+        cls,
+        url: str,
+        method: str = "GET",
+        ip: str | IPAddress | None = None,
+        *,
+        paths: normalize.PathMode = "reject",
+    ) -> Target:
         """Build a target from an absolute ``http(s)://host[:port]/path?query`` URL.
 
         Raises :class:`BadTarget` with a message naming the problem.
@@ -104,7 +111,7 @@ class Target:
             host, uri = normalize.split_url(url)
         except ValueError as error:
             raise BadTarget(str(error)) from None
-        return cls.from_request(host, uri, method, ip)
+        return cls.from_request(host, uri, method, ip, paths=paths)
 
     @classmethod
     def from_request(
@@ -113,15 +120,21 @@ class Target:
         uri: str,
         method: str = "GET",
         ip: str | IPAddress | None = None,
+        *,
+        paths: normalize.PathMode = "reject",
     ) -> Target:
         """Build a target from a ``Host`` value and a request URI (``/path?query``).
 
         This is the shape forward-auth headers have (``X-Forwarded-Host``,
-        ``X-Forwarded-Uri``). Raises :class:`BadTarget`.
+        ``X-Forwarded-Uri``). ``paths`` says what to do with a raw path that servers could
+        resolve differently: refuse it (the default) or judge it cleaned. Raises
+        :class:`BadTarget`.
         """
         try:
             clean_host = normalize.normalize_host(host)
             raw_path, raw_query = normalize.split_request_uri(uri)
+            if paths == "reject":
+                normalize.refuse_ambiguous_path(raw_path)
             path = normalize.clean_path(normalize.decode_path(raw_path))
             query = normalize.parse_query(raw_query)
             clean_method = normalize.normalize_method(method)

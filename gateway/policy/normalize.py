@@ -1,23 +1,39 @@
-"""Request normalisation: one canonical host, path, query and method per request.
+r"""Request normalisation: one canonical host, path, query and method per request.
 
-Rules match what the upstream will serve, so ``/a/../admin``, ``/%61dmin`` and ``//admin`` all
-become ``/admin`` before any ``resources`` pattern sees them. The path is percent-decoded and then
-cleaned like Go's ``path.Clean`` (what Authelia applies), keeping a trailing slash.
+The proxy forwards the raw request to the upstream, so the policy must judge a path the
+upstream cannot read differently. By default (``server.paths: reject``) a raw path that two
+reasonable servers could resolve differently is refused outright (see
+:func:`refuse_ambiguous_path`): dot segments, plain or encoded, also before a ``;`` parameter
+(Tomcat drops ``;...``); encoded ``/`` or ``\``; a raw ``\`` (Windows-style servers); ``%25``
+(double encoding); encoded control characters. What remains can only differ by unreserved
+percent-escapes and repeated slashes, which every server treats alike.
+
+With ``server.paths: normalize`` such paths are judged after cleaning instead: the path is
+percent-decoded and then cleaned like Go's ``path.Clean`` (what Authelia applies), keeping a
+trailing slash, so ``/a/../admin`` and ``/%2e%2e/admin`` both become ``/admin``. That is only
+safe when every upstream resolves paths exactly that way.
+
+The method is taken exactly: an upper-case HTTP token, never trimmed or upper-cased, because
+the upstream routes on the method it receives.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Literal
 from urllib.parse import unquote, unquote_plus
 
 __all__ = [
+    "PATH_MODES",
+    "PathMode",
     "clean_path",
     "decode_path",
     "normalize_host",
     "normalize_method",
     "parse_ip",
     "parse_query",
+    "refuse_ambiguous_path",
     "split_request_uri",
     "split_url",
 ]
@@ -27,7 +43,17 @@ _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 _PORT = re.compile(r"[0-9]{1,5}")
-_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Methods are case-sensitive (RFC 9110 section 9.1), so ``get`` is not ``GET`` to an upstream
+# router. Every registered method is upper-case letters, hyphen-joined (``M-SEARCH``); the
+# other token characters only serve to confuse.
+_METHOD = re.compile(r"(?=.{1,32}$)[A-Z]+(?:-[A-Z]+)*")
+# Escapes whose decoding changes how a path splits or is decoded again: '/', '\\', '%' and
+# control characters (C0 and DEL).
+_AMBIGUOUS_ESCAPE = re.compile(r"%(?:2[fF]|5[cC]|25|[01][0-9a-fA-F]|7[fF])")
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+PathMode = Literal["reject", "normalize"]
+PATH_MODES: tuple[PathMode, ...] = ("reject", "normalize")
 
 
 def _check_safe(value: str, what: str) -> None:
@@ -96,6 +122,21 @@ def split_request_uri(uri: str) -> tuple[str, str]:
     return path, query
 
 
+def refuse_ambiguous_path(raw_path: str) -> None:
+    """Raise :class:`ValueError` if servers could resolve ``raw_path`` to different resources."""
+    if "\\" in raw_path:
+        raise ValueError("ambiguous path: it contains a backslash")
+    if "%" in raw_path:
+        escape = _AMBIGUOUS_ESCAPE.search(raw_path)
+        if escape:
+            raise ValueError(f"ambiguous path: it contains the escape '{escape.group()}'")
+    if "." in raw_path or "%2" in raw_path:
+        for segment in raw_path.split("/"):
+            name = segment.partition(";")[0]
+            if name in _DOT_SEGMENTS or ("%" in name and unquote(name) in _DOT_SEGMENTS):
+                raise ValueError("ambiguous path: it contains a '.' or '..' segment")
+
+
 def decode_path(raw_path: str) -> str:
     """Percent-decode a path; a ``%`` not followed by two hex digits is an error (as in Go)."""
     if "%" not in raw_path:
@@ -149,10 +190,14 @@ def parse_query(raw_query: str) -> dict[str, tuple[str, ...]]:
 
 
 def normalize_method(method: str) -> str:
-    """Upper-case request method; it must be an HTTP token."""
+    """The request method, exactly as given: an upper-case HTTP token, or :class:`ValueError`."""
     if not _METHOD.fullmatch(method):
-        raise ValueError(f"invalid method '{method}'" if method else "the method is empty")
-    return method.upper()
+        if not method:
+            raise ValueError("the method is empty")
+        if _METHOD.fullmatch(method.upper()) and method.strip() == method:
+            raise ValueError(f"invalid method '{method}': methods are upper-case")
+        raise ValueError(f"invalid method '{method}'")
+    return method
 
 
 def parse_ip(

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.loader import load_policy
 from gateway.policy.model import POLICY_NAMES, BadTarget, Decision, Level, Subject, Target
+from gateway.policy.normalize import PATH_MODES, PathMode
 from gateway.yaml_source import ConfigError
 
 __all__ = ["add_arguments", "run"]
@@ -71,6 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     request.add_argument("--ip", help="the client IP address")
     test.add_argument(
+        "--paths",
+        choices=PATH_MODES,
+        help=(
+            "what to do with ambiguous raw paths (dot segments, encoded '/'): reject them "
+            "as the server does by default, or judge them cleaned (default: server.paths "
+            "of --config, else reject)"
+        ),
+    )
+    test.add_argument(
         "--requests",
         metavar="FILE",
         help="JSON lines, one request per line ('-' for standard input)",
@@ -83,24 +93,25 @@ def run(args: argparse.Namespace) -> int:
     engine = _load(args)
     if engine is None:
         return 1
+    mode: PathMode = args.paths or "reject"
     if args.requests is not None:
         if args.url is not None:
             print("error: give --url or --requests, not both", file=sys.stderr)
             return 2
         if args.requests == "-":
-            return _run_lines(engine, sys.stdin, sys.stdout)
+            return _run_lines(engine, sys.stdin, sys.stdout, mode)
         try:
             text = Path(args.requests).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             reason = getattr(error, "strerror", None) or str(error)
             print(f"error: cannot read {args.requests}: {reason}", file=sys.stderr)
             return 1
-        return _run_lines(engine, text.splitlines(), sys.stdout)
+        return _run_lines(engine, text.splitlines(), sys.stdout, mode)
     if args.url is None:
         print("error: give --url URL (or --requests FILE)", file=sys.stderr)
         return 2
     try:
-        target = Target.from_url(args.url, args.method, args.ip)
+        target = Target.from_url(args.url, args.method, args.ip, paths=mode)
     except BadTarget as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -130,6 +141,8 @@ def _load(args: argparse.Namespace) -> PolicyEngine | None:
             print(f"error: {args.config} is not valid:\n{error}", file=sys.stderr)
             return None
         paths = [Path(path) for path in settings.policy.files]
+        if args.paths is None:
+            args.paths = settings.server.paths
     else:
         paths = list(args.policy)
     if not paths:
@@ -154,7 +167,9 @@ def _describe(decision: Decision) -> str:
     return f"level:     {decision.level.policy}\nrule:      {decided_by}\npotential: {potential}"
 
 
-def _run_lines(engine: PolicyEngine, lines: Iterable[str], out: TextIO) -> int:
+def _run_lines(
+    engine: PolicyEngine, lines: Iterable[str], out: TextIO, mode: PathMode = "reject"
+) -> int:
     failed = 0
     total = 0
     for number, line in enumerate(lines, start=1):
@@ -162,7 +177,7 @@ def _run_lines(engine: PolicyEngine, lines: Iterable[str], out: TextIO) -> int:
             continue
         total += 1
         try:
-            result = _decide_line(engine, line)
+            result = _decide_line(engine, line, mode)
         except _BadLine as error:
             failed += 1
             result = {"line": number, "error": str(error)}
@@ -180,7 +195,7 @@ class _BadLine(ValueError):
     pass
 
 
-def _decide_line(engine: PolicyEngine, line: str) -> dict[str, Any]:
+def _decide_line(engine: PolicyEngine, line: str, mode: PathMode = "reject") -> dict[str, Any]:
     try:
         request = json.loads(line)
     except json.JSONDecodeError as error:
@@ -209,7 +224,7 @@ def _decide_line(engine: PolicyEngine, line: str) -> dict[str, Any]:
             ) from None
     assert url is not None
     try:
-        target = Target.from_url(url, method, ip)
+        target = Target.from_url(url, method, ip, paths=mode)
     except BadTarget as error:
         raise _BadLine(str(error)) from None
     decision = engine.decide(target, Subject(user, frozenset(groups), frozenset(credentials)))

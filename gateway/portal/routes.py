@@ -533,7 +533,7 @@ class Portal:
         if session is None or session.username is None:
             return None
         try:
-            target = Target.from_url(url, rm, visit.ip)
+            target = Target.from_url(url, rm, visit.ip, paths=self._runtime.settings.server.paths)
         except BadTarget:
             return None
         subject = Subject(session.username, frozenset(session.groups))

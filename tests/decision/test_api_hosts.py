@@ -145,3 +145,17 @@ def test_bypass_rule_on_an_api_host_still_keeps_the_allowlist(api: ApiGateway) -
     health = "https://api.llm.example.com/health"
     assert ask(api.gateway, health, client_ip="10.20.0.9").status_code == 200
     assert ask(api.gateway, health, client_ip="203.0.113.5").status_code == 403
+
+
+@pytest.mark.parametrize("host", ["api.evil.com", "api.example.com.evil.com", "API.Evil.COM"])
+def test_an_api_name_outside_every_cookie_domain_is_a_stranger(api: ApiGateway, host: str) -> None:
+    # api_host_patterns (api.*) only name API hosts within the deployment's own domains; an
+    # api.* host nobody declared is refused like any other unknown host, on every path.
+    for path in ("/", "/v1/x", "/health"):
+        response = ask(
+            api.gateway, f"https://{host}{path}", client_ip="10.20.3.4",
+            extra={"X-API-Key": api.key},
+        )  # fmt: skip
+        assert response.status_code == 400
+        assert response.text == "the target host is outside every cookie domain"
+        assert "remote-user" not in response.headers

@@ -92,6 +92,7 @@ def test_non_ascii_display_name_is_sent_as_utf8(gateway: Gateway) -> None:
             (b"x-forwarded-proto", b"https"),
             (b"x-forwarded-host", b"app.example.com"),
             (b"x-forwarded-uri", b"/"),
+            (b"x-forwarded-method", b"GET"),
             (b"cookie", gateway.cookie(session).encode()),
         ],
         "client": ("127.0.0.1", 40000),
@@ -269,6 +270,79 @@ def test_malformed_forward_auth_requests_are_400(gateway: Gateway, headers: dict
     # The reason may quote the client's input: never let a browser sniff it as HTML.
     assert response.headers["content-type"].startswith("text/plain")
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "/public/..;/admin",
+        "/public/%252e%252e/admin",
+        "/public\\..\\admin",
+        "/admin%2F..%2Fpublic",
+        "/admin/%2e%2e/public",
+        "/admin/../public",
+    ],
+)
+def test_ambiguous_paths_are_400_on_a_bypassed_host(gateway: Gateway, uri: str) -> None:
+    # public.example.com is bypass: an ambiguous path is refused before any rule sees it.
+    response = ask(gateway, "https://public.example.com/", extra={"X-Forwarded-Uri": uri})
+    assert response.status_code == 400
+    assert response.text.startswith("malformed target URL: ambiguous path")
+    assert "remote-user" not in response.headers
+    nginx = ask(gateway, f"https://public.example.com{uri}", endpoint=NGINX)
+    assert nginx.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "method", ["get", "GET ", "", "Post"], ids=["lower", "padded", "empty", "mixed"]
+)
+def test_the_method_must_be_exact_on_both_endpoints(gateway: Gateway, method: str) -> None:
+    response = ask(gateway, "https://public.example.com/", method=method)
+    assert response.status_code == 400
+    nginx = ask(gateway, "https://public.example.com/", method=method, endpoint=NGINX)
+    assert nginx.status_code == 403
+
+
+def test_a_missing_method_is_not_taken_for_get(gateway: Gateway) -> None:
+    headers = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "public.example.com",
+        "X-Forwarded-Uri": "/",
+    }
+    response = gateway.client.get(FORWARD, headers=headers)
+    assert response.status_code == 400
+    assert response.text == "missing X-Forwarded-Method header"
+
+
+@pytest.mark.parametrize(
+    "name", ["X-Forwarded-Host", "X-Forwarded-Uri", "X-Forwarded-Proto", "X-Forwarded-Method"]
+)
+def test_a_duplicated_forwarded_header_is_400(gateway: Gateway, name: str) -> None:
+    values = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "public.example.com",
+        "X-Forwarded-Uri": "/",
+        "X-Forwarded-Method": "GET",
+    }
+    pairs = [*values.items(), (name, values[name])]
+    response = gateway.client.get(FORWARD, headers=pairs)
+    assert response.status_code == 400
+    assert response.text == f"the {name.lower()} header appears more than once"
+
+
+def test_several_cookie_headers_are_joined(gateway: Gateway) -> None:
+    session = gateway.login("john")
+    pairs = [
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.com"),
+        ("X-Forwarded-Uri", "/"),
+        ("X-Forwarded-Method", "GET"),
+        ("Cookie", "theme=dark"),
+        ("Cookie", gateway.cookie(session)),
+    ]
+    response = gateway.client.get(FORWARD, headers=pairs)
+    assert response.status_code == 200
+    assert response.headers["remote-user"] == "john"
 
 
 @pytest.mark.parametrize("url", ["http://app.example.com/", "https://app.evil.com/", "not a url"])

@@ -11,6 +11,7 @@ from gateway.decision.request import (
     ProxyTrust,
     from_auth_request,
     from_forward_auth,
+    read_headers,
 )
 
 TRUST = ProxyTrust([ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/24")])
@@ -82,8 +83,8 @@ def test_untrusted_peer_cannot_choose_target_or_address() -> None:
         ({"x-forwarded-host": "bad host"}, "malformed X-Forwarded-Host"),
         ({"x-forwarded-host": "[::1]"}, "must be a name"),
         ({"x-forwarded-host": "a.example.com:abc"}, "malformed X-Forwarded-Host"),
-        ({"x-forwarded-method": "G3T"}, "malformed request method"),
-        ({"x-forwarded-method": "GET /x"}, "malformed request method"),
+        ({"x-forwarded-method": "G3T"}, "malformed X-Forwarded-Method"),
+        ({"x-forwarded-method": "GET /x"}, "malformed X-Forwarded-Method"),
         ({"x-forwarded-proto": "http"}, "must be https"),
         ({"x-forwarded-proto": "<absent>"}, "must be https"),
         ({"x-forwarded-uri": "relative"}, "malformed X-Forwarded-Uri"),
@@ -98,31 +99,112 @@ def test_malformed_requests_are_bad_requests(overrides: dict[str, str], message:
         from_forward_auth(forward(**overrides), "127.0.0.1", TRUST)
 
 
-def test_method_defaults_to_get_and_is_uppercased() -> None:
-    assert (
-        from_forward_auth(forward(**{"x-forwarded-method": "<absent>"}), "127.0.0.1", TRUST).method
-        == "GET"
-    )
-    assert (
-        from_forward_auth(forward(**{"x-forwarded-method": "post"}), "127.0.0.1", TRUST).method
-        == "POST"
-    )
+def test_method_is_taken_exactly() -> None:
+    for method in ("GET", "DELETE", "PROPFIND", "M-SEARCH"):
+        access = from_forward_auth(forward(**{"x-forwarded-method": method}), "127.0.0.1", TRUST)
+        assert access.method == method == access.target.method
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        # A missing method was decided as GET: a `methods: [GET]` bypass then let a request
+        # of unknown method through.
+        ("<absent>", "missing X-Forwarded-Method"),
+        ("", "missing X-Forwarded-Method"),
+        ("get", "malformed X-Forwarded-Method"),
+        ("Get", "malformed X-Forwarded-Method"),
+        ("GET ", "malformed X-Forwarded-Method"),
+        (" GET", "malformed X-Forwarded-Method"),
+        ("\tGET", "malformed X-Forwarded-Method"),
+        ("GET,POST", "malformed X-Forwarded-Method"),
+        ("G" * 33, "malformed X-Forwarded-Method"),
+    ],
+)
+def test_missing_or_inexact_methods_are_refused(method: str, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        from_forward_auth(forward(**{"x-forwarded-method": method}), "127.0.0.1", TRUST)
+    original = {"x-original-url": "https://app.example.com/", "x-original-method": method}
+    with pytest.raises(BadRequest, match=message.replace("Forwarded", "Original")):
+        from_auth_request(
+            {k: v for k, v in original.items() if v != "<absent>"}, "127.0.0.1", TRUST
+        )
 
 
 def test_auth_request_reads_original_url_and_method() -> None:
     access = from_auth_request(
         {
             "x-original-url": "https://App.example.com/a/../admin",
-            "x-original-method": "delete",
+            "x-original-method": "DELETE",
             "x-forwarded-for": "192.0.2.1",
         },
         "127.0.0.1",
-        TRUST,
+        ProxyTrust([ipaddress.ip_network("127.0.0.0/8")], paths="normalize"),
     )
     assert access.host == "app.example.com"
     assert access.method == "DELETE"
     assert access.target.path == "/admin"
     assert str(access.client_ip) == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["/public/..;/admin", "/public/%252e%252e/admin", "/admin%2F..%2Fpublic", "/admin/%2e%2e/x"],
+)
+def test_ambiguous_paths_are_bad_requests_on_both_endpoints(uri: str) -> None:
+    with pytest.raises(BadRequest, match="ambiguous path"):
+        from_forward_auth(forward(**{"x-forwarded-uri": uri}), "127.0.0.1", TRUST)
+    with pytest.raises(BadRequest, match="ambiguous path"):
+        from_auth_request(
+            {"x-original-url": f"https://app.example.com{uri}", "x-original-method": "GET"},
+            "127.0.0.1",
+            TRUST,
+        )
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("x-forwarded-host", " app.example.com"),
+        ("x-forwarded-host", "app.example.com "),
+        ("x-forwarded-proto", "https "),
+        ("x-forwarded-uri", " /path"),
+    ],
+)
+def test_padded_values_are_refused_not_trimmed(header: str, value: str) -> None:
+    with pytest.raises(BadRequest):
+        from_forward_auth(forward(**{header: value}), "127.0.0.1", TRUST)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"x-forwarded-host",
+        b"x-forwarded-uri",
+        b"x-forwarded-proto",
+        b"x-forwarded-method",
+        b"x-original-url",
+        b"x-original-method",
+        b"authorization",
+        b"x-api-key",
+    ],
+)
+def test_a_duplicated_header_is_refused(name: bytes) -> None:
+    with pytest.raises(BadRequest, match="appears more than once"):
+        read_headers([(name, b"a"), (b"cookie", b"x=1"), (name, b"b")])
+
+
+def test_list_headers_are_joined_in_order() -> None:
+    headers = read_headers(
+        [
+            (b"cookie", b"a=1"),
+            (b"x-forwarded-for", b"192.0.2.1"),
+            (b"user-agent", b"ignored"),
+            (b"cookie", b"b=2"),
+            (b"x-forwarded-for", b"203.0.113.9"),
+        ]
+    )
+    assert headers == {"cookie": "a=1; b=2", "x-forwarded-for": "192.0.2.1, 203.0.113.9"}
 
 
 @pytest.mark.parametrize(

@@ -73,6 +73,7 @@ def decide(port: int, cookie: str) -> httpx.Response:
             "X-Forwarded-Proto": "https",
             "X-Forwarded-Host": "app.example.com",
             "X-Forwarded-Uri": "/",
+            "X-Forwarded-Method": "GET",
             "Accept": "text/html",
             "Cookie": cookie,
         },

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.policy import Decision, PolicyEngine, Subject, Target, compile_documents, load_policy
+from gateway.policy.normalize import PathMode
 from gateway.yaml_source import ConfigError, load_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -44,10 +45,11 @@ def decide(
     method: str = "GET",
     ip: str | None = None,
     credentials: tuple[str, ...] | list[str] = (),
+    paths: PathMode = "reject",
 ) -> Decision:
     """Ask ``engine`` about one request."""
     subject = Subject(user, frozenset(groups), frozenset(credentials))
-    return engine.decide(Target.from_url(url, method, ip), subject)
+    return engine.decide(Target.from_url(url, method, ip, paths=paths), subject)
 
 
 def outcome(decision: Decision) -> tuple[str, int | None, bool]:

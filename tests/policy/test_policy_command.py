@@ -282,3 +282,17 @@ def test_missing_requests_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     )
     assert (status, out) == (1, "")
     assert err == f"error: cannot read {missing}: No such file or directory\n"
+
+
+def test_ambiguous_paths_are_refused_unless_the_mode_says_normalize(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "https://app.example.com/public/..;/admin"
+    status, _, err = command(["test", "--policy", str(EXAMPLE), "--url", url], capsys)
+    assert status == 2
+    assert "ambiguous path: it contains a '.' or '..' segment" in err
+    status, out, _ = command(
+        ["test", "--policy", str(EXAMPLE), "--url", url, "--paths", "normalize"], capsys
+    )
+    assert status == 0
+    assert out.startswith("level:")

@@ -50,7 +50,9 @@ def test_a_trailing_newline_does_not_satisfy_an_anchored_resource() -> None:
         """
     )
     assert decide(engine, "https://app.example.com/public").level.policy == "bypass"
-    assert decide(engine, "https://app.example.com/public%0A").level.policy == "two_factor"
+    # (The default server.paths refuses an encoded newline before any rule sees it.)
+    target = "https://app.example.com/public%0A"
+    assert decide(engine, target, paths="normalize").level.policy == "two_factor"
 
 
 def test_invalid_pattern_message() -> None:

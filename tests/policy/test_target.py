@@ -35,7 +35,57 @@ from gateway.policy.normalize import clean_path, parse_query
     ],
 )
 def test_path_is_decoded_and_cleaned(url: str, path: str) -> None:
+    assert Target.from_url(url, paths="normalize").path == path
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("https://a.example.com/", "/"),
+        ("https://a.example.com/%61dmin", "/admin"),
+        ("https://a.example.com//admin//x", "/admin/x"),
+        ("https://a.example.com/a%20b", "/a b"),
+        ("https://a.example.com/file.txt", "/file.txt"),
+        ("https://a.example.com/.well-known/x", "/.well-known/x"),
+        ("https://a.example.com/...", "/..."),
+        ("https://a.example.com/a..b/c.", "/a..b/c."),
+        ("https://a.example.com/x;jsessionid=1", "/x;jsessionid=1"),
+        ("https://a.example.com/x?q=%2e%2e/..%2F%25", "/x?q=%2e%2e/..%2F%25"),
+        ("https://a.example.com/caf%C3%A9", "/café"),
+    ],
+)
+def test_unambiguous_paths_pass_by_default(url: str, path: str) -> None:
     assert Target.from_url(url).path == path
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "reason"),
+    [
+        ("/public/../admin", "'.' or '..' segment"),
+        ("/public/..", "'.' or '..' segment"),
+        ("/./admin", "'.' or '..' segment"),
+        ("/public/..;/admin", "'.' or '..' segment"),
+        ("/public/.;x=1/admin", "'.' or '..' segment"),
+        ("/admin/%2e%2e/public", "'.' or '..' segment"),
+        ("/admin/%2E./public", "'.' or '..' segment"),
+        ("/admin/.%2e;/public", "'.' or '..' segment"),
+        ("/public/%252e%252e/admin", "the escape '%25'"),
+        ("/admin%2F..%2Fpublic", "the escape '%2F'"),
+        ("/admin%2fx", "the escape '%2f'"),
+        ("/admin%5Cx", "the escape '%5C'"),
+        ("/public\\..\\admin", "a backslash"),
+        ("/a\\b", "a backslash"),
+        ("/a%00b", "the escape '%00'"),
+        ("/a%0Ab", "the escape '%0A'"),
+        ("/a%1fb", "the escape '%1f'"),
+        ("/a%7Fb", "the escape '%7F'"),
+    ],
+)
+def test_ambiguous_paths_are_refused_by_default(raw_path: str, reason: str) -> None:
+    with pytest.raises(BadTarget, match=f"^ambiguous path: it contains (a |an |the )?{reason}"):
+        Target.from_request("a.example.com", raw_path)
+    # The opt-in mode judges them cleaned instead.
+    assert Target.from_request("a.example.com", raw_path, paths="normalize").path.startswith("/")
 
 
 @pytest.mark.parametrize(
@@ -72,7 +122,7 @@ def test_host_is_normalised(url: str, host: str) -> None:
 
 def test_method_query_and_address() -> None:
     target = Target.from_url(
-        "https://a.example.com/p?a=1&a=2&b=x+y&c=%zz&d&e=%41", "post", "::ffff:10.0.0.1"
+        "https://a.example.com/p?a=1&a=2&b=x+y&c=%zz&d&e=%41", "POST", "::ffff:10.0.0.1"
     )
     assert target.method == "POST"
     assert target.ip == ipaddress.IPv4Address("10.0.0.1")
@@ -85,7 +135,9 @@ def test_query_pairs_with_semicolons_in_the_key_are_dropped_like_go() -> None:
 
 
 def test_from_request_takes_forward_auth_headers() -> None:
-    target = Target.from_request("App.example.com:443", "/a/../b?x=1", "GET", "192.0.2.1")
+    target = Target.from_request(
+        "App.example.com:443", "/a/../b?x=1", "GET", "192.0.2.1", paths="normalize"
+    )
     assert (target.host, target.path, target.query) == ("app.example.com", "/b?x=1", {"x": ("1",)})
 
 
@@ -120,6 +172,10 @@ def test_from_request_takes_forward_auth_headers() -> None:
         ("https://::1/", "GET", None, "invalid host '::1': IPv6 addresses must be in brackets"),
         ("https://a.example.com/", "GE T", None, "invalid method 'GE T'"),
         ("https://a.example.com/", "", None, "the method is empty"),
+        ("https://a.example.com/", "get", None, "invalid method 'get': methods are upper-case"),
+        ("https://a.example.com/", "Post", None, "invalid method 'Post': methods are upper-case"),
+        ("https://a.example.com/", "GET ", None, "invalid method 'GET '"),
+        ("https://a.example.com/", " GET", None, "invalid method ' GET'"),
         ("https://a.example.com/", "GET", "300.1.1.1", "invalid IP address '300.1.1.1'"),
     ],
 )
