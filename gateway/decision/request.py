@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from gateway.memo import BoundedMemo
 from gateway.policy import BadTarget, Target
 from gateway.policy.normalize import PathMode, normalize_method
 
@@ -60,7 +61,10 @@ _JOINED = {"cookie": "; ", "x-forwarded-for": ", ", "accept": ", "}
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _TRUST_CACHE_LIMIT = 4096
+_TRUST_CACHE_BYTES = 1 << 20
 _TARGET_CACHE_LIMIT = 8192
+TARGET_CACHE_BYTES = 8 << 20
+"""Byte budget of each of the two target memos (forwarded headers, policy targets)."""
 MAX_TARGET_LENGTH = 16 * 1024
 """Longest target URL accepted (nginx's default header buffers hold 8 KiB)."""
 
@@ -94,33 +98,36 @@ class ProxyTrust:
         """``server.paths``: refuse ambiguous raw paths, or judge them cleaned."""
         # Mapped networks (::ffff:10.0.0.0/104) are compared as IPv4, like the addresses.
         self._networks = tuple(_unmapped_network(network) for network in networks)
-        self._cache: dict[str, bool] = {}
-        self._addresses: dict[str, IPAddress] = {}
-        self._targets: dict[tuple[str, str, str], Target] = {}
-        self.forwarded: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+        # Keyed by what clients send, so bounded in bytes as well as entries (gateway/memo.py).
+        self._cache: BoundedMemo[str, bool] = BoundedMemo(_TRUST_CACHE_LIMIT, _TRUST_CACHE_BYTES)
+        self._addresses: BoundedMemo[str, IPAddress] = BoundedMemo(
+            _TRUST_CACHE_LIMIT, _TRUST_CACHE_BYTES
+        )
+        self._targets: BoundedMemo[tuple[str, str], Target] = BoundedMemo(
+            _TARGET_CACHE_LIMIT, TARGET_CACHE_BYTES
+        )
+        self.forwarded: BoundedMemo[tuple[str, str, str], tuple[str, str, str]] = BoundedMemo(
+            _TARGET_CACHE_LIMIT, TARGET_CACHE_BYTES
+        )
         """Validated (host, uri, method) header triples -> (url, host, method)."""
 
     def parse_address(self, text: str) -> IPAddress:
         known = self._addresses.get(text)
         if known is None:
-            known = _parse_ip(text)
-            if len(self._addresses) >= _TRUST_CACHE_LIMIT:
-                self._addresses.clear()
-            self._addresses[text] = known
+            known = self._addresses.put(text, _parse_ip(text), len(text))
         return known
 
     def target(self, url: str, method: str, client: IPAddress) -> Target:
         """The policy target for ``url``; normalisation is cached, the address is not."""
-        key = (url, method, "")
+        key = (url, method)
         cached = self._targets.get(key)
         if cached is None:
             try:
-                cached = Target.from_url(url, method, None, paths=self.paths)
+                target = Target.from_url(url, method, None, paths=self.paths)
             except BadTarget as error:
                 raise BadRequest(f"malformed target URL: {error}") from None
-            if len(self._targets) >= _TARGET_CACHE_LIMIT:
-                self._targets.clear()
-            self._targets[key] = cached
+            # The key and the target's path both hold about the URL's length.
+            cached = self._targets.put(key, target, 2 * len(url))
         return Target(cached.host, cached.path, cached.query, cached.method, _unmapped(client))
 
     def is_trusted(self, address: str) -> bool:
@@ -133,10 +140,7 @@ class ProxyTrust:
             trusted = False
         else:
             trusted = any(ip in network for network in self._networks)
-        if len(self._cache) >= _TRUST_CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[address] = trusted
-        return trusted
+        return self._cache.put(address, trusted, len(address))
 
     def client_address(self, peer: str, forwarded_for: str | None) -> str:
         """The rightmost ``X-Forwarded-For`` entry that is not a trusted proxy."""
@@ -198,7 +202,8 @@ def _clean_host(raw: str) -> str:
     if port and not port.isdigit():
         raise BadRequest("malformed X-Forwarded-Host header")
     name = name.rstrip(".")
-    if not _HOST.fullmatch(name):
+    # A DNS name has at most 253 characters; the bound also keeps every host-keyed memo small.
+    if len(name) > 253 or not _HOST.fullmatch(name):
         raise BadRequest("malformed X-Forwarded-Host header")
     return name
 
@@ -241,9 +246,7 @@ def from_forward_auth(headers: Mapping[str, str], peer: str, trust: ProxyTrust) 
     known = trust.forwarded.get(key)
     if known is None:
         known = _validate_forwarded(*key)
-        if len(trust.forwarded) >= _TARGET_CACHE_LIMIT:
-            trust.forwarded.clear()
-        trust.forwarded[key] = known
+        trust.forwarded.put(key, known, 2 * (len(key[0]) + len(key[1])))
     url, host, method = known
     return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)
 

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from gateway.decision.request import (
+    TARGET_CACHE_BYTES,
     BadRequest,
     ProxyTrust,
     from_auth_request,
@@ -262,7 +263,16 @@ def test_oversized_targets_are_refused_before_anything_is_cached() -> None:
         from_forward_auth(forward(**{"x-forwarded-uri": huge}), "127.0.0.1", trust)
     with pytest.raises(BadRequest, match="too long"):
         from_auth_request({"x-original-url": "https://app.example.com" + huge}, "127.0.0.1", trust)
-    assert trust.forwarded == {}
+    assert len(trust.forwarded) == 0
+
+
+def test_distinct_long_targets_stay_within_the_memo_budget() -> None:
+    trust = ProxyTrust([ipaddress.ip_network("127.0.0.0/8")])
+    for index in range(3000):
+        uri = f"/{index}/" + "a" * 15_000
+        from_forward_auth(forward(**{"x-forwarded-uri": uri}), "127.0.0.1", trust)
+    assert trust.forwarded.bytes <= TARGET_CACHE_BYTES
+    assert 0 < len(trust.forwarded) < 3000
 
 
 def test_ipv4_mapped_addresses_are_judged_as_ipv4() -> None:
