@@ -1,7 +1,7 @@
 """Policy regular expressions, compiled with RE2: the engine and syntax of Go's ``regexp``.
 
-Authelia is written in Go, so a policy written for it means what Go's ``regexp`` says. RE2 is
-the same design (Go's package is a port of it) and gives the same two guarantees:
+Authelia is written in Go, so a policy written for it means what Go's ``regexp`` says. Go's
+package implements RE2's design and syntax, so RE2 gives the same two guarantees:
 
 * **Linear time.** Matching never backtracks, so no pattern and no request path, however
   chosen, can make one match take more than time proportional to the path.
