@@ -7,11 +7,11 @@ explained and compared (lint).
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.policy.model import Subject
+from gateway.policy.regex import Pattern
 
 __all__ = [
     "DomainKind",
@@ -86,12 +86,12 @@ class RegexMatcher:
     """
 
     source: str
-    regex: re.Pattern[str]
+    regex: Pattern
     user_group: int | None = field(default=None)
     group_group: int | None = field(default=None)
 
     @classmethod
-    def build(cls, source: str, regex: re.Pattern[str]) -> RegexMatcher:
+    def build(cls, source: str, regex: Pattern) -> RegexMatcher:
         """Wrap a compiled pattern, noting its identity groups."""
         return cls(source, regex, regex.groupindex.get("User"), regex.groupindex.get("Group"))
 
@@ -103,19 +103,20 @@ class RegexMatcher:
     def matches(self, text: str, subject: Subject, anonymous: bool) -> bool:
         """Search ``text``; check identity groups against ``subject`` unless anonymous."""
         if self.user_group is None and self.group_group is None:
-            return self.regex.search(text) is not None
-        found = self.regex.search(text)
+            return self.regex.search(text)
+        if anonymous:
+            # Only whether it matches counts, and a yes/no search is the cheaper question.
+            return self.regex.search(text)
+        found = self.regex.find(text)
         if found is None:
             return False
-        if anonymous:
-            return True
         if self.user_group is not None:
             # Go yields "" for a group that did not take part; compare the same way.
-            user = found.group(self.user_group) or ""
+            user = found[self.user_group] or ""
             if user.lower() != (subject.username or "").lower():
                 return False
         if self.group_group is not None:
-            wanted = (found.group(self.group_group) or "").lower()
+            wanted = (found[self.group_group] or "").lower()
             if not any(group.lower() == wanted for group in subject.groups):
                 return False
         return True
@@ -141,7 +142,7 @@ class QueryCondition:
     key: str
     operator: QueryOperator
     value: str | None = None
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = None
 
     def matches(self, query: Mapping[str, tuple[str, ...]]) -> bool:
         """Does the parsed query satisfy this condition?"""
@@ -157,7 +158,7 @@ class QueryCondition:
         if operator is QueryOperator.NOT_EQUAL:
             return first != self.value
         assert self.pattern is not None
-        found = self.pattern.search(first) is not None
+        found = self.pattern.search(first)
         return found if operator is QueryOperator.PATTERN else not found
 
     @property
