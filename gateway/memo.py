@@ -6,13 +6,16 @@ entries alone is not enough: 8,192 entries of 16 KiB URLs are hundreds of MiB. E
 therefore has a byte budget too, charged with a size the caller states per entry (the length
 of the client-controlled text it holds, which dominates the real cost).
 
-Eviction drops the oldest entries first (insertion order). That is O(1), needs no
-bookkeeping on a hit, and is what a memo of derived values wants: a hot entry that is evicted
-is simply computed and inserted again.
+Eviction drops the oldest entries first (insertion order). That needs no bookkeeping on a
+hit, and is what a memo of derived values wants: a hot entry that is evicted is simply
+computed and inserted again. The entries live in an ``OrderedDict`` because dropping the
+oldest is O(1) there; with a plain dict, ``next(iter(d))`` walks the deleted slots at the
+front and cost 5 µs per eviction at 8,192 entries (0.6 µs here).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
@@ -35,7 +38,7 @@ class BoundedMemo(Generic[K, V]):
             raise ValueError("a memo needs room for at least one entry")
         self.limit = limit
         self.max_bytes = max_bytes
-        self._data: dict[K, V] = {}
+        self._data: OrderedDict[K, V] = OrderedDict()
         self._sizes: dict[K, int] = {}
         self.bytes = 0
         """The charged size of what is held now."""
@@ -53,8 +56,7 @@ class BoundedMemo(Generic[K, V]):
             del data[key]
             self.bytes -= previous
         while data and (len(data) >= self.limit or self.bytes + cost > self.max_bytes):
-            oldest = next(iter(data))
-            del data[oldest]
+            oldest, _ = data.popitem(last=False)
             self.bytes -= sizes.pop(oldest)
         data[key] = value
         sizes[key] = cost

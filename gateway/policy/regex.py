@@ -32,6 +32,8 @@ import re2
 # a call against 0.5-0.9 µs for the core's single ``Match`` on the development machine.
 from re2 import _re2
 
+from gateway.memo import BoundedMemo
+
 __all__ = ["IDENTITY_GROUPS", "Pattern", "compile_pattern"]
 
 IDENTITY_GROUPS = ("User", "Group")
@@ -46,7 +48,7 @@ _NO_MATCH = -1
 # cannot multiply it.
 _MEMO_ENTRIES = 8192
 _MEMO_TEXT = 256
-_memo: dict[tuple[int, str], bool] = {}
+_memo: BoundedMemo[tuple[int, str], bool] = BoundedMemo(_MEMO_ENTRIES, _MEMO_ENTRIES * _MEMO_TEXT)
 _slots = itertools.count()
 
 # Constructs left out of RE2 (and Go) on purpose: RE2's reason, the fragment it quotes.
@@ -130,11 +132,7 @@ class Pattern:
             data = _utf8(text)
         found = self._match(_UNANCHORED, data, 0, len(data))[0][0] != _NO_MATCH
         if len(text) <= _MEMO_TEXT:
-            if len(_memo) >= _MEMO_ENTRIES:
-                # Start afresh rather than evict one by one: a dict drained from the front
-                # makes next(iter()) walk every deleted slot, costing µs per miss.
-                _memo.clear()
-            _memo[key] = found
+            _memo.put(key, found, len(text))
         return found
 
     def find(self, text: str) -> tuple[str | None, ...] | None:

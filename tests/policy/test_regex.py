@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.memo import ENTRY_OVERHEAD, BoundedMemo
 from gateway.policy import regex
 from gateway.policy.regex import compile_pattern
 
@@ -216,8 +217,7 @@ def test_compiled_patterns_are_shared_and_compare_by_text_and_case() -> None:
 
 
 def test_remembered_answers_stay_per_pattern_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(regex, "_memo", {})
-    monkeypatch.setattr(regex, "_MEMO_ENTRIES", 8)
+    monkeypatch.setattr(regex, "_memo", BoundedMemo(8, 8 * (regex._MEMO_TEXT + ENTRY_OVERHEAD)))
     admin, public = compile_pattern("^/admin"), compile_pattern("^/public")
     for _ in range(2):  # the second round answers from the memo
         assert admin.search("/admin/x") and not public.search("/admin/x")
