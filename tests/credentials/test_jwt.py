@@ -477,6 +477,57 @@ async def test_background_refresh(jwks_server: JwksServer, rsa_key: rsa.RSAPriva
         await client.close()
 
 
+async def test_background_refresh_waits_the_refresh_interval(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    # A healthy key set is refetched every refresh_interval, not every min_refetch_interval.
+    import asyncio
+
+    jwks_server.set_keys(public_jwk(rsa_key, "k1"))
+    client = JwksClient(jwks_server.url, refresh_interval=0.3, min_refetch_interval=0.01)
+    started = time.monotonic()
+    await client.start()
+    try:
+        for _ in range(1500):
+            if jwks_server.requests >= 3:
+                break
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - started
+        assert jwks_server.requests >= 3
+        assert elapsed >= 0.55  # the first fetch, then two full refresh intervals
+    finally:
+        await client.close()
+
+
+async def test_background_refresh_retries_sooner_after_a_failure(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    import asyncio
+
+    jwks_server.status = 503
+    client = JwksClient(jwks_server.url, refresh_interval=60, min_refetch_interval=0.02)
+    await client.start()
+    try:
+        for _ in range(500):
+            if jwks_server.requests >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert jwks_server.requests >= 3  # retried after min_refetch_interval, not 60 s
+        jwks_server.status = 200
+        jwks_server.set_keys(public_jwk(rsa_key, "k1"))
+        for _ in range(500):
+            if client.get("k1") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert client.get("k1") is not None
+        await asyncio.sleep(0.1)
+        settled = jwks_server.requests
+        await asyncio.sleep(0.2)
+        assert jwks_server.requests == settled  # healthy again: back to refresh_interval
+    finally:
+        await client.close()
+
+
 def test_parse_jwks_skips_unusable_keys(rsa_key: rsa.RSAPrivateKey) -> None:
     good = public_jwk(rsa_key, "good")
     keys = parse_jwks(
