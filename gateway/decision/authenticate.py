@@ -31,6 +31,7 @@ __all__ = [
     "Authenticator",
     "BasicRejected",
     "cookie_value",
+    "is_basic",
 ]
 
 log = logging.getLogger("gateway.decision")
@@ -45,6 +46,12 @@ _REFRESH_CHECK_SECONDS = 1.0
 
 class BasicRejected(Exception):
     """``Authorization: Basic`` was sent and is wrong, malformed or banned."""
+
+
+def is_basic(headers: dict[str, str]) -> bool:
+    """Whether the request carries ``Authorization: Basic`` (cheap, nothing decoded)."""
+    authorization = headers.get("authorization")
+    return authorization is not None and authorization[:6].lower() == "basic "
 
 
 RemoteHeaders = tuple[tuple[bytes, bytes], ...]
@@ -135,11 +142,20 @@ class Authenticator:
         self._identities: dict[str, tuple[Session, Authenticated, float]] = {}
 
     async def identify(
-        self, headers: dict[str, str], access: AccessRequest, cookie_domain: CookieDomain
+        self,
+        headers: dict[str, str],
+        access: AccessRequest,
+        cookie_domain: CookieDomain,
+        *,
+        basic: bool = True,
     ) -> Authenticated:
-        authorization = headers.get("authorization")
-        if authorization and authorization[:6].lower() == "basic ":
-            return await self._basic(authorization, access)
+        """Who is asking: ``Authorization: Basic`` if sent (and ``basic``), else the session.
+
+        ``basic=False`` leaves Basic credentials to the application (a bypass rule); the
+        session cookie still counts. Raises :class:`BasicRejected`.
+        """
+        if basic and is_basic(headers):
+            return await self._basic(headers["authorization"], access)
         value = cookie_value(headers.get("cookie"), self._cookie_names[cookie_domain.domain])
         if value is None:
             return ANONYMOUS

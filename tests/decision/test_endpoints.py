@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
+from gateway.app import create_app
 from gateway.session.model import AuthLevel
-from tests.decision.conftest import PASSWORD, Gateway
+from gateway.settings import load_settings
+from tests.decision.conftest import PASSWORD, Gateway, write_config
 
 FORWARD = "/api/authz/forward-auth"
 NGINX = "/api/authz/auth-request"
@@ -344,6 +348,78 @@ def test_basic_credentials_are_regulated(gateway: Gateway) -> None:
     assert (
         ask(gateway, "https://app.example.com/", extra=basic("harry", PASSWORD)).status_code == 401
     )
+
+
+# Apps behind a bypass rule (WebDAV, container registries) do their own Basic auth: those
+# credentials are theirs, so the gateway neither checks them nor counts them toward a ban.
+
+
+@pytest.mark.parametrize("endpoint", [FORWARD, NGINX])
+def test_basic_credentials_on_a_bypass_host_are_left_to_the_app(
+    gateway: Gateway, endpoint: str
+) -> None:
+    for _ in range(5):
+        response = ask(
+            gateway,
+            "https://public.example.com/dav/",
+            endpoint=endpoint,
+            extra=basic("john", "the app's password, not ours"),
+        )
+        assert response.status_code == 200
+        assert remote(response) == dict.fromkeys(REMOTE, "")
+    # Nothing was counted: neither john nor the client address is banned.
+    response = ask(gateway, "https://app.example.com/", extra=basic("john", PASSWORD))
+    assert response.status_code == 200
+    assert response.headers["remote-user"] == "john"
+
+
+def test_basic_on_a_bypass_host_keeps_the_session_identity(gateway: Gateway) -> None:
+    session = gateway.login("john")
+    response = ask(
+        gateway,
+        "https://public.example.com/",
+        cookie=gateway.cookie(session),
+        extra=basic("harry", "wrong"),
+    )
+    assert response.status_code == 200
+    assert response.headers["remote-user"] == "john"
+
+
+def test_basic_is_checked_where_the_bypass_rule_does_not_apply(gateway: Gateway) -> None:
+    # office.example.com is bypassed from the office network only; elsewhere one_factor.
+    office = ask(
+        gateway, "https://office.example.com/", client_ip="192.0.2.7", extra=basic("harry", "x")
+    )
+    assert office.status_code == 200
+    outside = ask(gateway, "https://office.example.com/", extra=basic("harry", "x"))
+    assert outside.status_code == 401
+
+
+BYPASS_FOR_A_GROUP = """\
+access_control:
+  default_policy: deny
+  rules:
+    - domain: dav.example.com
+      resources: ["^/(?P<User>[a-z]+)/"]
+      policy: bypass
+    - domain: "*.example.com"
+      policy: one_factor
+"""
+
+
+def test_basic_is_checked_where_a_bypass_rule_depends_on_the_user(tmp_path: Path) -> None:
+    # For an anonymous request the bypass rule matches only potentially: who is asking decides,
+    # so the credentials are the gateway's to check.
+    config = write_config(tmp_path)
+    (tmp_path / "policy.yml").write_text(BYPASS_FOR_A_GROUP)
+    app = create_app(load_settings(config))
+    with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
+        gateway = Gateway(app, client)
+        url = "https://dav.example.com/john/"
+        assert ask(gateway, url, extra=basic("john", "wrong")).status_code == 401
+        response = ask(gateway, url, extra=basic("john", PASSWORD))
+        assert response.status_code == 200
+        assert response.headers["remote-user"] == "john"
 
 
 def test_debug_log_explains_each_decision(
