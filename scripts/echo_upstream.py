@@ -22,6 +22,8 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "method": self.command,
                 "path": self.path,
                 "headers": {name.lower(): value for name, value in self.headers.items()},
+                # Every field as received, repeated ones too (the mapping keeps only the last).
+                "header_list": [[name.lower(), value] for name, value in self.headers.items()],
             },
             indent=2,
         ).encode()

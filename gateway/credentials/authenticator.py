@@ -382,7 +382,7 @@ class MachineAuthenticator:
 
     def presented(self, headers: Mapping[str, str], from_trusted_proxy: bool) -> bool:
         """Whether the request carries any machine credential (cheap, no verification)."""
-        if headers.get("x-api-key", "").strip():
+        if headers.get("x-api-key"):
             return True
         if (
             from_trusted_proxy
@@ -391,7 +391,7 @@ class MachineAuthenticator:
         ):
             return True
         bearer = _bearer(headers)
-        return bearer is not None and (looks_like_api_key(bearer) or bool(self.tokens))
+        return bearer is not None and (_meant_as_api_key(bearer) or bool(self.tokens))
 
     async def authenticate(
         self,
@@ -445,8 +445,10 @@ class MachineAuthenticator:
         host: str | None,
     ) -> MachineResult:
         bearer = _bearer(headers)
-        api_key = headers.get("x-api-key", "").strip()
-        if not api_key and bearer is not None and looks_like_api_key(bearer):
+        # Byte for byte: a key with padding is a wrong key (401), never trimmed into a right
+        # one; only an absent or empty header counts as "no key".
+        api_key = headers.get("x-api-key", "")
+        if not api_key and bearer is not None and _meant_as_api_key(bearer):
             api_key = bearer
         if api_key:
             return await self._api_key(api_key, address, host)
@@ -518,13 +520,27 @@ class MachineAuthenticator:
 
 
 def _bearer(headers: Mapping[str, str]) -> str | None:
+    """What follows ``Bearer`` and one space in ``Authorization``, byte for byte.
+
+    Nothing is trimmed: a credential with padding must fail verification rather than be
+    turned into a valid one (the scheme alone is case-insensitive, RFC 9110 section 11.1).
+    None when the header is absent or not a Bearer credential.
+    """
     authorization = headers.get("authorization")
     if not authorization:
         return None
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    scheme, separator, value = authorization.partition(" ")
+    if not separator or scheme.lower() != "bearer":
         return None
-    return value.strip() or None
+    return value or None
+
+
+def _meant_as_api_key(bearer: str) -> bool:
+    """Whether a Bearer value is an attempt at an API key (padding looked through).
+
+    Only for choosing the verifier: a padded key is then verified as it is, and refused.
+    """
+    return looks_like_api_key(bearer.lstrip())
 
 
 def _with_upstream(identity: MachineIdentity, upstream: Mapping[str, str]) -> MachineIdentity:

@@ -104,6 +104,8 @@ class JwksClient:
         self._keys: dict[str | None, _Entry] = {}
         self._last_attempt: float | None = None
         self._last_success: float | None = None
+        self._healthy = False
+        """Whether the latest fetch succeeded: the refresh loop then waits the full interval."""
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -144,6 +146,9 @@ class JwksClient:
     async def refresh(self) -> None:
         """Fetch the key set now; raises :class:`JwksError` (keeping the old keys)."""
         self._last_attempt = self._clock()
+        # A flag rather than comparing the attempt's and the success's times: those are two
+        # clock readings and (almost) never equal, which kept the loop at min_refetch.
+        self._healthy = False
         self.fetches += 1
         document = await self._download()
         keys = parse_jwks(document, source=self.url)
@@ -154,6 +159,7 @@ class JwksClient:
             fresh[key.kid] = _Entry(key, expires)
         self._keys = fresh
         self._last_success = now
+        self._healthy = True
         log.debug("fetched %d key(s) from %s", len(fresh), self.url)
 
     async def _fetch_quietly(self) -> bool:
@@ -201,8 +207,9 @@ class JwksClient:
 
     async def _refresh_loop(self) -> None:
         while True:
-            healthy = self._last_success is not None and self._last_success == self._last_attempt
-            await asyncio.sleep(self._refresh_interval if healthy else self._min_refetch)
+            # Healthy: every refresh_interval. After a failure (at start, in the loop or on an
+            # unknown kid): again after min_refetch_interval, so an outage ends soon.
+            await asyncio.sleep(self._refresh_interval if self._healthy else self._min_refetch)
             async with self._lock:
                 await self._fetch_quietly()
 

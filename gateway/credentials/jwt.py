@@ -6,19 +6,25 @@ algorithm, so an RSA public key can never serve as an HMAC secret), keys from a 
 (:mod:`gateway.credentials.jwks`) or static PEM public keys, ``exp`` / ``nbf`` / ``iat``
 with a small leeway, and required claims.
 
+Tokens are taken byte for byte (compact serialization only, nothing trimmed or skipped), and
+``exp`` / ``nbf`` / ``iat`` must be JSON numbers (RFC 7519 NumericDate): PyJWT would accept
+``"exp": "1700000000"`` (it calls ``int()``), and Python counts ``true`` as the number 1.
+
 Signature checks are CPU work and run inline; the only I/O (fetching a key set) is async.
-A verified token is remembered (bounded, at most a minute and never past its ``exp``) so a
-client repeating its token does not cost a signature check per request.
+A verified token is remembered (bounded, at most a minute and never past its ``exp``; the
+leeway is for checking a token, not extra life for a remembered one) so a client repeating
+its token does not cost a signature check per request.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -36,6 +42,7 @@ __all__ = [
     "JwtVerifier",
     "PublicKey",
     "TokenRejected",
+    "is_numeric_date",
     "key_kind",
     "load_public_keys",
 ]
@@ -61,6 +68,13 @@ ASYMMETRIC_ALGORITHMS: Mapping[str, tuple[type[Any], ...]] = {
 """The algorithms an issuer may allow, and the key types each needs."""
 
 _MAX_TOKEN_CHARS = 16 * 1024
+# JWS compact serialization: three base64url parts (RFC 7515 section 7.1). Checked before any
+# decoding, so a token with a stray space or newline is refused, whatever the base64 decoder
+# would have skipped. The signature may be empty only so that "alg: none" is refused by name.
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_NUMERIC_DATES = ("exp", "nbf", "iat")
+# Far beyond any real expiry, small enough for float arithmetic; NaN fails the comparison.
+_MAX_NUMERIC_DATE = 2**53
 _CACHE_SIZE = 4096
 _CACHE_SECONDS = 60.0
 
@@ -124,6 +138,13 @@ def key_kind(key: object) -> str:
         if isinstance(key, kind):
             return label
     return type(key).__name__
+
+
+def is_numeric_date(value: object) -> TypeGuard[int | float]:
+    """Whether a claim value is an RFC 7519 NumericDate: a finite JSON number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE
 
 
 def _groups_from(value: Any) -> tuple[str, ...]:
@@ -314,11 +335,17 @@ class JwtVerifier:
             del self._cache[token]
         if len(token) > _MAX_TOKEN_CHARS:
             raise TokenRejected("token is too long")
+        if _COMPACT.fullmatch(token) is None:
+            raise TokenRejected("malformed token: not three base64url parts")
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.InvalidTokenError as error:
             raise TokenRejected(f"malformed token: {error}") from None
+        for claim in _NUMERIC_DATES:
+            # Before PyJWT's own checks, which would int() a string or a bool into a date.
+            if claim in unverified and not is_numeric_date(unverified[claim]):
+                raise TokenRejected(f"claim '{claim}' is not a NumericDate (a JSON number)")
         algorithm = header.get("alg")
         claimed_issuer = unverified.get("iss")
         issuer = self._issuers.get(claimed_issuer) if isinstance(claimed_issuer, str) else None
@@ -358,11 +385,14 @@ class JwtVerifier:
     ) -> None:
         until = now + _CACHE_SECONDS
         expires = claims.get("exp")
-        if isinstance(expires, int | float):
-            until = min(until, float(expires) + leeway)
+        if is_numeric_date(expires):
+            # Never past exp itself: within the leeway each request is checked again.
+            until = min(until, float(expires))
+        if until <= now:
+            return
         start = float("-inf")
         not_before = claims.get("nbf")
-        if isinstance(not_before, int | float):
+        if is_numeric_date(not_before):
             start = float(not_before) - leeway
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.popitem(last=False)

@@ -3,7 +3,14 @@
 Basic credentials are checked against the user backend (one factor only) and regulated like
 the portal. A successful check is remembered for a few seconds under a keyed hash of the
 header, so a script sending the same credentials in a loop does not pay argon2 every time,
-and a wrong password is never cached.
+and a wrong password is never cached. What is remembered never outranks what changed since:
+
+* the ban check comes first, on every request, cached or not;
+* a backend with a generation (the users file: every reload) invalidates every remembered
+  success when it moves on, so a disabled account or a new password counts from the next
+  request;
+* a backend without one (LDAP) is trusted for no longer than a session trusts it
+  (``refresh_interval``), and never longer than the few seconds of the cache.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from base64 import b64decode
 from dataclasses import dataclass
 
 from gateway.decision.request import AccessRequest
-from gateway.identity.model import User
+from gateway.identity.model import Generational, User
 from gateway.identity.refresh import UserRefresher
 from gateway.policy import Subject
 from gateway.runtime import Runtime
@@ -31,6 +38,7 @@ __all__ = [
     "Authenticator",
     "BasicRejected",
     "cookie_value",
+    "is_basic",
 ]
 
 log = logging.getLogger("gateway.decision")
@@ -45,6 +53,21 @@ _REFRESH_CHECK_SECONDS = 1.0
 
 class BasicRejected(Exception):
     """``Authorization: Basic`` was sent and is wrong, malformed or banned."""
+
+
+@dataclass(frozen=True, slots=True)
+class _RememberedBasic:
+    """A Basic success: valid until ``expires`` and while the backend is at ``generation``."""
+
+    identity: Authenticated
+    expires: float
+    generation: int | None
+
+
+def is_basic(headers: dict[str, str]) -> bool:
+    """Whether the request carries ``Authorization: Basic`` (cheap, nothing decoded)."""
+    authorization = headers.get("authorization")
+    return authorization is not None and authorization[:6].lower() == "basic "
 
 
 RemoteHeaders = tuple[tuple[bytes, bytes], ...]
@@ -128,18 +151,36 @@ class Authenticator:
         self._cookie_names = {
             cookie.domain: cookie.name or settings.cookie_name for cookie in settings.cookies
         }
-        self._basic_cache: dict[bytes, tuple[Authenticated, float]] = {}
+        self._basic_cache: dict[bytes, _RememberedBasic] = {}
         self._refresher = UserRefresher.from_settings(runtime.settings, runtime.users)
+        users = runtime.users
+        self._generational = users if isinstance(users, Generational) else None
+        # Without a generation nothing says a password changed or an account was disabled:
+        # remember a success no longer than a session may keep a stale user.
+        self._basic_seconds = (
+            _BASIC_CACHE_SECONDS
+            if self._generational is not None
+            else min(_BASIC_CACHE_SECONDS, self._refresher.interval)
+        )
         self._timer = ResponseTimer()
         # cookie value -> (the session object it was built from, identity, re-check time)
         self._identities: dict[str, tuple[Session, Authenticated, float]] = {}
 
     async def identify(
-        self, headers: dict[str, str], access: AccessRequest, cookie_domain: CookieDomain
+        self,
+        headers: dict[str, str],
+        access: AccessRequest,
+        cookie_domain: CookieDomain,
+        *,
+        basic: bool = True,
     ) -> Authenticated:
-        authorization = headers.get("authorization")
-        if authorization and authorization[:6].lower() == "basic ":
-            return await self._basic(authorization, access)
+        """Who is asking: ``Authorization: Basic`` if sent (and ``basic``), else the session.
+
+        ``basic=False`` leaves Basic credentials to the application (a bypass rule); the
+        session cookie still counts. Raises :class:`BasicRejected`.
+        """
+        if basic and is_basic(headers):
+            return await self._basic(headers["authorization"], access)
         value = cookie_value(headers.get("cookie"), self._cookie_names[cookie_domain.domain])
         if value is None:
             return ANONYMOUS
@@ -199,11 +240,6 @@ class Authenticator:
             return None
 
     async def _basic(self, header: str, access: AccessRequest) -> Authenticated:
-        cache_key = keyed_hash(self._hash_key, header, purpose="basic-auth-cache")
-        cached = self._basic_cache.get(cache_key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
         try:
             decoded = b64decode(header[6:].strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
@@ -213,11 +249,21 @@ class Authenticator:
             raise BasicRejected
         ip = str(access.client_ip)
         started = time.monotonic()
+        # Before the cache: a ban takes effect on the very next request, remembered or not.
         if await self._regulator.is_banned(username, ip):
             # Same answer as a wrong password, after about as long.
             await self._timer.wait(started)
             log.info("basic auth refused: user or address is banned (user=%s ip=%s)", username, ip)
             raise BasicRejected
+        cache_key = keyed_hash(self._hash_key, header, purpose="basic-auth-cache")
+        # Read before the check: a reload while it runs leaves the entry already stale.
+        generation = self._generational.generation if self._generational is not None else None
+        now = time.monotonic()
+        cached = self._basic_cache.get(cache_key)
+        if cached is not None:
+            if cached.expires > now and cached.generation == generation:
+                return cached.identity
+            del self._basic_cache[cache_key]
         user = await self._users.authenticate(username, password)
         self._timer.observe(time.monotonic() - started)
         if user is None:
@@ -227,7 +273,10 @@ class Authenticator:
         identity = Authenticated.of(
             user.username, tuple(user.groups), user.email, user.display_name, AuthLevel.ONE_FACTOR
         )
-        if len(self._basic_cache) >= _BASIC_CACHE_LIMIT:
-            self._basic_cache.clear()
-        self._basic_cache[cache_key] = (identity, now + _BASIC_CACHE_SECONDS)
+        if self._basic_seconds > 0:
+            if len(self._basic_cache) >= _BASIC_CACHE_LIMIT:
+                self._basic_cache.clear()
+            self._basic_cache[cache_key] = _RememberedBasic(
+                identity, now + self._basic_seconds, generation
+            )
         return identity

@@ -23,6 +23,7 @@ from gateway.decision.authenticate import (
     Authenticator,
     BasicRejected,
     header_value,
+    is_basic,
     remote_headers,
 )
 from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust, read_headers
@@ -134,8 +135,18 @@ class AuthzEndpoint:
                 400, [_TEXT, _NO_STORE, _NOSNIFF], b"the target host is outside every cookie domain"
             )
 
+        # Basic credentials on a host that passes everyone belong to the app behind it (WebDAV,
+        # a registry): not checked, not counted toward a ban. Only when no rule about the user
+        # could match (not `potential`); then the user's own decision is this one too.
+        decision = None
+        if is_basic(headers):
+            anonymous = self._policy.current.decide(access.target, ANONYMOUS_SUBJECT)
+            if anonymous.level == Level.BYPASS and not anonymous.potential:
+                decision = anonymous
         try:
-            identity = await self._authenticator.identify(headers, access, cookie_domain)
+            identity = await self._authenticator.identify(
+                headers, access, cookie_domain, basic=decision is None
+            )
         except BasicRejected:
             return Answer(
                 401,
@@ -143,7 +154,8 @@ class AuthzEndpoint:
                 b"Unauthorized",
             )
 
-        decision = self._policy.current.decide(access.target, identity.subject)
+        if decision is None:
+            decision = self._policy.current.decide(access.target, identity.subject)
         required = decision.level
         if required == Level.BYPASS:
             answer = self._allow(identity)

@@ -8,12 +8,18 @@ and "who is this user now?" (:meth:`get_user`, which the session layer calls eve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
-__all__ = ["DirectoryUnavailable", "User", "UserBackend", "create_user_backend"]
+__all__ = [
+    "DirectoryUnavailable",
+    "Generational",
+    "User",
+    "UserBackend",
+    "create_user_backend",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,21 @@ class UserBackend(Protocol):
 
     async def close(self) -> None:
         """Stop background tasks and release connections."""
+        ...
+
+
+@runtime_checkable
+class Generational(Protocol):
+    """A backend that can say, for free, whether anything about its users changed.
+
+    ``generation`` moves on whenever any user may have changed (the users file: every reload
+    that took effect), so something remembered under one generation (a checked password) is
+    known to be stale under the next. A backend that cannot tell cheaply (LDAP) has none.
+    """
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever any user's record may have changed."""
         ...
 
 

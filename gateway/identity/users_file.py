@@ -236,6 +236,8 @@ class UsersFileBackend:
         self._records: Mapping[str, UserRecord] = {}
         self._signature: tuple[int, int, int, int] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.generation = 0
+        """Moves on with every load that took effect (see ``model.Generational``)."""
 
     @property
     def usernames(self) -> tuple[str, ...]:
@@ -244,6 +246,7 @@ class UsersFileBackend:
 
     async def start(self) -> None:
         self._records, self._signature = await asyncio.to_thread(self._load)
+        self.generation += 1
         logger.info("users file %s: %d users", self.path, len(self._records))
         if self._watch_enabled and self._task is None:
             self._task = asyncio.create_task(self._poll(), name=f"watch {self.path}")
@@ -293,6 +296,9 @@ class UsersFileBackend:
             logger.error("users file not reloaded, keeping the previous users:\n%s", error)
             return False
         self._records, self._signature = records, signature
+        # Passwords, disabled flags or whole users may differ now: what was remembered about
+        # them (a checked Basic password) must be checked again.
+        self.generation += 1
         logger.info("users file %s reloaded: %d users", self.path, len(records))
         return True
 

@@ -114,6 +114,34 @@ async def test_invalid_key_is_401_invalid_token_without_details(value: str) -> N
     assert result.reason  # for the log
 
 
+# Space and tab, and what Python's str.strip() also takes for whitespace: NBSP and NEL are
+# obs-text bytes (0xA0, 0x85) that HTTP parsers pass through as they are.
+@pytest.mark.parametrize("pad", [" ", "\t", "  ", "\xa0", "\x85", "\r\n"])
+async def test_api_key_is_taken_byte_for_byte(pad: str) -> None:
+    repository = MemoryRepository()
+    _, key = await stored_key(repository)
+    machine = authenticator(repository)
+    for headers in (
+        {"x-api-key": pad + key},
+        {"x-api-key": key + pad},
+        {"authorization": f"Bearer {pad}{key}"},
+        {"authorization": f"Bearer {key}{pad}"},
+        {"authorization": f"Bearer {key}", "x-api-key": pad},
+    ):
+        result = failure(await machine.authenticate(headers, INTERNAL, True, host=API))
+        assert (result.status, result.error) == (401, "invalid_token"), headers
+        # Still seen as a credential (which then fails), not as "no credential".
+        assert machine.presented(headers, True), headers
+    # Padding before the scheme: not a Bearer credential at all, so none was presented.
+    headers = {"authorization": f"{pad}Bearer {key}"}
+    result = failure(await machine.authenticate(headers, INTERNAL, True, host=API))
+    assert (result.status, result.error) == (401, "unauthorized")
+    # The exact key, with the scheme in any case, is accepted.
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        headers = {"authorization": f"{scheme} {key}"}
+        assert identity(await machine.authenticate(headers, INTERNAL, True, host=API))
+
+
 async def test_api_host_allows_private_networks_only_by_default() -> None:
     repository = MemoryRepository()
     _, key = await stored_key(repository)

@@ -146,6 +146,54 @@ async def test_verified_tokens_are_cached_until_exp(
     assert (await verifier.verify(token)).username == "reporting-service"
 
 
+async def test_cache_never_outlives_exp(
+    jwks: JwksClient, rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The leeway is for clock skew when checking a token, not extra life for a cached one.
+    clock = FakeClock(float(int(time.time())))
+    verifier = JwtVerifier(
+        [JwtIssuer("machines", ISSUER, jwks=jwks, audiences=[AUDIENCE], algorithms=["RS256"])],
+        clock=clock,
+    )
+    expires = int(clock.now) + 20
+    token = sign(rsa_key, exp=expires)
+    await verifier.verify(token)
+    assert verifier._cache[token].valid_until <= expires
+    decoded: list[str] = []
+    original = jwt.decode
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        decoded.append("decode")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    await verifier.verify(token)
+    assert decoded == []  # before exp: from the cache
+    clock.now = expires  # PyJWT's own clock still accepts it; the cache must not
+    await verifier.verify(token)
+    assert decoded  # checked again, not answered from the cache
+
+
+async def test_cache_of_a_token_in_its_leeway_is_not_kept(
+    jwks: JwksClient, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = JwtVerifier(
+        [JwtIssuer("machines", ISSUER, jwks=jwks, audiences=[AUDIENCE], algorithms=["RS256"])],
+        clock=FakeClock(float(int(time.time()))),
+    )
+    token = sign(rsa_key, exp=int(time.time()) - 5)  # accepted only thanks to the leeway
+    assert (await verifier.verify(token)).username == "reporting-service"
+    assert token not in verifier._cache
+
+
+async def test_fractional_numeric_dates_are_accepted(
+    jwks: JwksClient, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    now = time.time()
+    token = sign(rsa_key, exp=now + 300.5, iat=now - 0.25, nbf=now - 1.5)
+    assert (await make_verifier(jwks).verify(token)).username == "reporting-service"
+
+
 # -- rejected -----------------------------------------------------------------------------
 
 
@@ -186,6 +234,55 @@ async def test_not_before_in_the_future(jwks: JwksClient, rsa_key: rsa.RSAPrivat
     token = sign(rsa_key, nbf=int(time.time()) + 600)
     with pytest.raises(TokenRejected, match="ImmatureSignatureError"):
         await make_verifier(jwks).verify(token)
+
+
+def _numeric_date_cases() -> list[tuple[str, Any]]:
+    soon, past = int(time.time()) + 300, int(time.time()) - 60
+    return [
+        ("exp", str(soon)),  # PyJWT would take int("...") and accept it
+        ("exp", f"{soon}.0"),
+        ("exp", True),  # bool is an int in Python, not a number in JSON
+        ("exp", [soon]),
+        ("exp", {"value": soon}),
+        ("nbf", str(past)),
+        ("nbf", False),
+        ("iat", str(past)),
+        ("iat", True),
+    ]
+
+
+@pytest.mark.parametrize(("claim", "value"), _numeric_date_cases())
+async def test_time_claims_must_be_json_numbers(
+    jwks: JwksClient, rsa_key: rsa.RSAPrivateKey, claim: str, value: Any
+) -> None:
+    # RFC 7519 section 2: exp, nbf and iat are NumericDate, a JSON number.
+    with pytest.raises(TokenRejected, match=f"'{claim}' is not a NumericDate"):
+        await make_verifier(jwks).verify(sign(rsa_key, **{claim: value}))
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_time_claims_must_be_finite(
+    jwks: JwksClient, rsa_key: rsa.RSAPrivateKey, literal: str
+) -> None:
+    # Python's json module reads NaN and Infinity, which JSON itself does not have.
+    payload = json.dumps(claims(exp=0)).replace('"exp": 0', f'"exp": {literal}').encode()
+    token = jwt.PyJWS().encode(payload, rsa_key, algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(TokenRejected, match="'exp' is not a NumericDate"):
+        await make_verifier(jwks).verify(token)
+
+
+@pytest.mark.parametrize("pad", [" ", "\t", "\n", "\xa0"])
+async def test_token_is_taken_byte_for_byte(
+    jwks: JwksClient, rsa_key: rsa.RSAPrivateKey, pad: str
+) -> None:
+    # Lenient base64 decoding would skip a stray character and let the token pass as if it
+    # were not there; refused before any decoding (PyJWT 2.15 is strict too: a guard).
+    token = sign(rsa_key)
+    verifier = make_verifier(jwks)
+    for padded in (pad + token, token + pad, token.replace(".", "." + pad, 1)):
+        with pytest.raises(TokenRejected, match="malformed"):
+            await verifier.verify(padded)
+    assert (await verifier.verify(token)).username == "reporting-service"
 
 
 async def test_alg_none(jwks: JwksClient) -> None:
@@ -376,6 +473,57 @@ async def test_background_refresh(jwks_server: JwksServer, rsa_key: rsa.RSAPriva
                 break
             await asyncio.sleep(0.02)
         assert jwks_server.requests >= 3
+    finally:
+        await client.close()
+
+
+async def test_background_refresh_waits_the_refresh_interval(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    # A healthy key set is refetched every refresh_interval, not every min_refetch_interval.
+    import asyncio
+
+    jwks_server.set_keys(public_jwk(rsa_key, "k1"))
+    client = JwksClient(jwks_server.url, refresh_interval=0.3, min_refetch_interval=0.01)
+    started = time.monotonic()
+    await client.start()
+    try:
+        for _ in range(1500):
+            if jwks_server.requests >= 3:
+                break
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - started
+        assert jwks_server.requests >= 3
+        assert elapsed >= 0.55  # the first fetch, then two full refresh intervals
+    finally:
+        await client.close()
+
+
+async def test_background_refresh_retries_sooner_after_a_failure(
+    jwks_server: JwksServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    import asyncio
+
+    jwks_server.status = 503
+    client = JwksClient(jwks_server.url, refresh_interval=60, min_refetch_interval=0.02)
+    await client.start()
+    try:
+        for _ in range(500):
+            if jwks_server.requests >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert jwks_server.requests >= 3  # retried after min_refetch_interval, not 60 s
+        jwks_server.status = 200
+        jwks_server.set_keys(public_jwk(rsa_key, "k1"))
+        for _ in range(500):
+            if client.get("k1") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert client.get("k1") is not None
+        await asyncio.sleep(0.1)
+        settled = jwks_server.requests
+        await asyncio.sleep(0.2)
+        assert jwks_server.requests == settled  # healthy again: back to refresh_interval
     finally:
         await client.close()
 

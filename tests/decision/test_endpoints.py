@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
+from gateway.app import create_app
+from gateway.identity.model import User
+from gateway.identity.passwords import hash_password
+from gateway.identity.users_file import UsersFileBackend
 from gateway.session.model import AuthLevel
-from tests.decision.conftest import PASSWORD, Gateway
+from gateway.settings import load_settings
+from tests.decision.conftest import PASSWORD, Gateway, write_config
 
 FORWARD = "/api/authz/forward-auth"
 NGINX = "/api/authz/auth-request"
@@ -418,6 +426,188 @@ def test_basic_credentials_are_regulated(gateway: Gateway) -> None:
     assert (
         ask(gateway, "https://app.example.com/", extra=basic("harry", PASSWORD)).status_code == 401
     )
+
+
+# Apps behind a bypass rule (WebDAV, container registries) do their own Basic auth: those
+# credentials are theirs, so the gateway neither checks them nor counts them toward a ban.
+
+
+@pytest.mark.parametrize("endpoint", [FORWARD, NGINX])
+def test_basic_credentials_on_a_bypass_host_are_left_to_the_app(
+    gateway: Gateway, endpoint: str
+) -> None:
+    for _ in range(5):
+        response = ask(
+            gateway,
+            "https://public.example.com/dav/",
+            endpoint=endpoint,
+            extra=basic("john", "the app's password, not ours"),
+        )
+        assert response.status_code == 200
+        assert remote(response) == dict.fromkeys(REMOTE, "")
+    # Nothing was counted: neither john nor the client address is banned.
+    response = ask(gateway, "https://app.example.com/", extra=basic("john", PASSWORD))
+    assert response.status_code == 200
+    assert response.headers["remote-user"] == "john"
+
+
+def test_basic_on_a_bypass_host_keeps_the_session_identity(gateway: Gateway) -> None:
+    session = gateway.login("john")
+    response = ask(
+        gateway,
+        "https://public.example.com/",
+        cookie=gateway.cookie(session),
+        extra=basic("harry", "wrong"),
+    )
+    assert response.status_code == 200
+    assert response.headers["remote-user"] == "john"
+
+
+def test_basic_is_checked_where_the_bypass_rule_does_not_apply(gateway: Gateway) -> None:
+    # office.example.com is bypassed from the office network only; elsewhere one_factor.
+    office = ask(
+        gateway, "https://office.example.com/", client_ip="192.0.2.7", extra=basic("harry", "x")
+    )
+    assert office.status_code == 200
+    outside = ask(gateway, "https://office.example.com/", extra=basic("harry", "x"))
+    assert outside.status_code == 401
+
+
+BYPASS_FOR_A_GROUP = """\
+access_control:
+  default_policy: deny
+  rules:
+    - domain: dav.example.com
+      resources: ["^/(?P<User>[a-z]+)/"]
+      policy: bypass
+    - domain: "*.example.com"
+      policy: one_factor
+"""
+
+
+def test_basic_is_checked_where_a_bypass_rule_depends_on_the_user(tmp_path: Path) -> None:
+    # For an anonymous request the bypass rule matches only potentially: who is asking decides,
+    # so the credentials are the gateway's to check.
+    config = write_config(tmp_path)
+    (tmp_path / "policy.yml").write_text(BYPASS_FOR_A_GROUP)
+    app = create_app(load_settings(config))
+    with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
+        gateway = Gateway(app, client)
+        url = "https://dav.example.com/john/"
+        assert ask(gateway, url, extra=basic("john", "wrong")).status_code == 401
+        response = ask(gateway, url, extra=basic("john", PASSWORD))
+        assert response.status_code == 200
+        assert response.headers["remote-user"] == "john"
+
+
+# A remembered Basic success must not outlive a ban, a disabled account or a new password.
+
+
+def users_backend(gateway: Gateway) -> UsersFileBackend:
+    runtime = gateway.app.runtime
+    assert runtime is not None
+    assert isinstance(runtime.users, UsersFileBackend)
+    return runtime.users
+
+
+def rewrite_users(gateway: Gateway, *, disabled: bool = False, password: str = PASSWORD) -> None:
+    """Replace the users file (a new file, as an editor or deployment does) and reload it."""
+    backend = users_backend(gateway)
+    hashed = hash_password(password)
+    replacement = backend.path.with_name("users.yml.new")
+    replacement.write_text(
+        "users:\n"
+        "  john:\n"
+        "    displayname: John Doe\n"
+        "    email: john@example.com\n"
+        "    groups: [admins, dev]\n"
+        f'    password: "{hashed}"\n'
+        f"    disabled: {'true' if disabled else 'false'}\n"
+    )
+    replacement.replace(backend.path)
+    assert gateway.client.portal.call(backend.reload)  # type: ignore[attr-defined]
+
+
+def john(gateway: Gateway, password: str = PASSWORD) -> int:
+    """The status of john's Basic request for a one_factor host."""
+    return ask(gateway, "https://app.example.com/", extra=basic("john", password)).status_code
+
+
+def test_a_ban_ends_a_cached_basic_success(gateway: Gateway) -> None:
+    assert john(gateway) == 200
+    for _ in range(3):  # someone else guesses john's password, from another address
+        wrong = ask(
+            gateway, "https://app.example.com/", client_ip="198.51.100.9", extra=basic("john", "x")
+        )
+        assert wrong.status_code == 401
+    assert john(gateway) == 401
+
+
+def test_disabling_the_user_ends_a_cached_basic_success(gateway: Gateway) -> None:
+    assert john(gateway) == 200
+    rewrite_users(gateway, disabled=True)
+    assert john(gateway) == 401
+
+
+def test_a_new_password_ends_a_cached_basic_success(gateway: Gateway) -> None:
+    assert john(gateway) == 200
+    rewrite_users(gateway, password="a brand new password")
+    assert john(gateway) == 401
+    assert john(gateway, "a brand new password") == 200
+
+
+def test_an_unchanged_users_file_keeps_the_cache(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cache still saves the password hash on repeated requests when nothing changed.
+    assert john(gateway) == 200
+    backend = users_backend(gateway)
+    assert gateway.client.portal.call(backend.reload)  # type: ignore[attr-defined]
+
+    async def no_hashing(username: str, password: str) -> None:
+        raise AssertionError("the password was checked again")
+
+    monkeypatch.setattr(backend, "authenticate", no_hashing)
+    assert john(gateway) == 200
+
+
+class _NoGeneration:
+    """A backend that cannot tell whether its users changed (as LDAP cannot), counting checks."""
+
+    def __init__(self, backend: UsersFileBackend) -> None:
+        self._backend = backend
+        self.checks = 0
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        self.checks += 1
+        return await self._backend.authenticate(username, password)
+
+    async def get_user(self, username: str) -> User | None:
+        return await self._backend.get_user(username)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def test_without_a_generation_basic_is_remembered_no_longer_than_the_refresh_interval(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The settings here give a refresh interval of 0 (users file settings): every request is
+    # checked against the backend, since nothing else could say that the password changed.
+    runtime = gateway.app.runtime
+    assert runtime is not None
+    from gateway.decision.endpoint import AuthzEndpoint
+
+    backend = _NoGeneration(users_backend(gateway))
+    endpoint = AuthzEndpoint(dataclasses.replace(runtime, users=backend), "forward-auth")
+    monkeypatch.setitem(gateway.app._fast, FORWARD, endpoint)  # type: ignore[attr-defined]
+    for _ in range(3):
+        response = ask(gateway, "https://app.example.com/", extra=basic("john", PASSWORD))
+        assert response.status_code == 200
+    assert backend.checks == 3
 
 
 def test_debug_log_explains_each_decision(

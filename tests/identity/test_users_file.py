@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.identity.model import User
+from gateway.identity.model import Generational, User
 from gateway.identity.users_file import UsersFileBackend, load_users
 from gateway.identity.users_file_editor import write_atomically
 from gateway.yaml_source import ConfigError
@@ -168,6 +168,31 @@ def test_watch_false_does_not_reload(users_file: Path) -> None:
             await backend.close()
 
     assert asyncio.run(main()) is not None
+
+
+def test_generation_moves_on_with_every_load_that_took_effect(users_file: Path) -> None:
+    # What the Basic-auth cache keys on: a reload may have disabled someone or changed a
+    # password, so everything remembered under the previous generation is stale.
+    async def main() -> None:
+        backend = UsersFileBackend(users_file, watch=False)
+        assert isinstance(backend, Generational)
+        await backend.start()
+        try:
+            started = backend.generation
+            assert await backend.reload()  # unchanged file: nothing moves
+            assert backend.generation == started
+            text = await asyncio.to_thread(users_file.read_text)
+            text = text.replace("groups: [admins, dev]", "groups: [dev]")
+            await asyncio.to_thread(write_atomically, users_file, text)
+            assert await backend.reload()
+            assert backend.generation == started + 1
+            await asyncio.to_thread(write_atomically, users_file, "users: [broken]\n")
+            assert not await backend.reload()  # refused: the previous users stay, and so
+            assert backend.generation == started + 1  # does what was remembered about them
+        finally:
+            await backend.close()
+
+    asyncio.run(main())
 
 
 def test_start_fails_on_a_missing_file(tmp_path: Path) -> None:
