@@ -21,6 +21,7 @@ from gateway.decision.endpoint import AuthzEndpoint
 from gateway.decision.request import BadRequest, ProxyTrust
 from gateway.identity.model import create_user_backend
 from gateway.identity.second_factor import SecondFactor
+from gateway.observability.logging import configured_secrets, register_secrets
 from gateway.observability.metrics import Metrics
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.reload import PolicyWatcher
@@ -40,6 +41,8 @@ log = logging.getLogger("gateway")
 
 async def build_runtime(settings: Settings) -> Runtime:
     """Open every component; raises ConfigError if the policy cannot be loaded."""
+    # Before anything can log: a secret that slips into a message comes out as [redacted].
+    register_secrets(configured_secrets(settings))
     keyring = Keyring.from_texts(settings.secrets.encryption_keys)
     hash_key = settings.secrets.hash_key.encode()
     policy = PolicyWatcher(settings.policy.files, interval=settings.policy.reload_interval)
