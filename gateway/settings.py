@@ -243,7 +243,10 @@ class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     password: str | None = None
     key_prefix: str = "gateway:"
-    timeout: Duration = 2.0
+    timeout: Duration = Field(2.0, gt=0)
+    """The longest one Redis operation may take, connecting and waiting for the pool included."""
+    pool_size: int = Field(32, ge=1, le=1024)
+    """Connections per process (per client: sessions, rate limits)."""
 
 
 class SessionSettings(_Section):
