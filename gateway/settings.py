@@ -353,8 +353,11 @@ class PostgresSettings(_Section):
     dsn: str
     password: str | None = None
     pool_size: int = Field(4, ge=1, le=64)
-    connect_timeout: Duration = 5.0
-    """How long to wait for the server (or a free pooled connection) before giving up."""
+    connect_timeout: Duration = Field(5.0, gt=0)
+    """How long opening a connection may take."""
+    statement_timeout: Duration = Field(2.0, gt=0)
+    """The longest one storage operation may take (pooled connection, statements, commit);
+    PostgreSQL also cancels a statement running longer."""
 
 
 class StorageSettings(_Section):

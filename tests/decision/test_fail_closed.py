@@ -186,6 +186,46 @@ def test_api_key_with_storage_down_is_503_not_a_stale_allow(
             assert "remote-user" not in response.headers
 
 
+def test_hung_storage_costs_an_api_key_request_the_timeout_and_readiness_says_so(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    extra = (
+        "storage:\n  type: postgres\n"
+        f"  postgres: {{dsn: '{postgres_database}', statement_timeout: 2s}}\n"
+        "credentials:\n  api_keys: {cache_ttl: 0.2s}\n"
+    )
+    config = write_config(tmp_path, extra=extra)
+    policy = tmp_path / "policy.yml"
+    policy.write_text(
+        policy.read_text().replace(
+            "  rules:\n",
+            "  rules:\n    - domain: api.example.com\n      subject: 'key:ci'\n"
+            "      policy: one_factor\n",
+            1,
+        )
+    )
+    settings = load_settings(config)
+    key = asyncio.run(_create_key(settings, "ci"))
+    app = create_app(settings)
+    with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
+        gateway = Gateway(app, client)
+        url = "https://api.example.com/v1"
+        assert ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key}).status_code == 200
+        assert client.get("/api/ready").status_code == 200
+        time.sleep(1.3)  # past the one-second machine memo and the record cache
+        with postgres_server.frozen():
+            started = time.monotonic()
+            response = ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key})
+            assert response.status_code == 503
+            assert time.monotonic() - started < 2 + 1.5
+            started = time.monotonic()
+            ready = client.get("/api/ready")
+            assert time.monotonic() - started < 2 + 1.5
+            assert ready.status_code == 503
+            assert ready.json()["storage"] == "unreachable"
+            assert "session_store" not in ready.json()  # SQLite sessions still answer
+
+
 async def _create_key(settings: Settings, name: str) -> str:
     storage = await open_storage(settings)
     try:
