@@ -168,6 +168,14 @@ class ServerSettings(_Section):
         ipaddress.ip_network("::1/128"),
     )
     """Peers allowed to set X-Forwarded-* / X-Original-* and client-certificate headers."""
+    max_header_size: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Bytes of request line and headers accepted; a larger request is answered 431."""
+    request_timeout: Duration = Field(10.0, gt=0)
+    """A request must arrive whole (line, headers, body) within this of its first byte."""
+    idle_timeout: Duration = Field(5.0, gt=0)
+    """A connection with no request under way is closed after this (keep-alive)."""
+    limit_concurrency: int | None = Field(None, ge=1)
+    """Client connections at once; default: what the open-files limit allows, at most 10,000."""
 
 
 class LogSettings(_Section):
