@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from gateway.decision.endpoint import AuthzEndpoint
 from gateway.decision.request import BadRequest, ProxyTrust
 from gateway.identity.model import create_user_backend
 from gateway.identity.second_factor import SecondFactor
+from gateway.observability.logging import configured_secrets, register_secrets
 from gateway.observability.metrics import Metrics
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.reload import PolicyWatcher
@@ -40,6 +42,8 @@ log = logging.getLogger("gateway")
 
 async def build_runtime(settings: Settings) -> Runtime:
     """Open every component; raises ConfigError if the policy cannot be loaded."""
+    # Before anything can log: a secret that slips into a message comes out as [redacted].
+    register_secrets(configured_secrets(settings))
     keyring = Keyring.from_texts(settings.secrets.encryption_keys)
     hash_key = settings.secrets.hash_key.encode()
     policy = PolicyWatcher(settings.policy.files, interval=settings.policy.reload_interval)
@@ -250,12 +254,16 @@ def _routes(runtime: Runtime, trust: ProxyTrust) -> list[BaseRoute]:
         if policy.last_error:
             body["status"] = "DEGRADED"
             body["policy"]["error"] = policy.last_error
-        try:
-            await runtime.sessions.ping()
-        except Exception:
-            body["status"] = "UNAVAILABLE"
-            body["session_store"] = "unreachable"
-            status = 503
+        # Both at once: each has its own deadline, and a probe should wait for the longer one
+        # only, not their sum.
+        session_store, storage = await asyncio.gather(
+            _answers(runtime.sessions.ping()), _answers(runtime.storage.ping())
+        )
+        for name, answers in (("session_store", session_store), ("storage", storage)):
+            if not answers:
+                body["status"] = "UNAVAILABLE"
+                body[name] = "unreachable"
+                status = 503
         return JSONResponse(body, status_code=status)
 
     async def metrics(_: Request) -> Response:
@@ -269,6 +277,15 @@ def _routes(runtime: Runtime, trust: ProxyTrust) -> list[BaseRoute]:
         Route("/metrics", metrics, methods=["GET"]),
         Mount("", app=ForwardedHeaders(Router(routes=portal_routes(runtime)), trust)),
     ]
+
+
+async def _answers(ping: Awaitable[None]) -> bool:
+    """Whether a store answered its ping (the reason is logged by the store, rate limited)."""
+    try:
+        await ping
+    except Exception:
+        return False
+    return True
 
 
 def create_app_from_environment() -> GatewayApp:

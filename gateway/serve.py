@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
-from gateway.observability.logging import configure_logging
+from gateway.observability.logging import configure_logging, configured_secrets, register_secrets
 from gateway.settings import load_settings_with_warnings
 from gateway.yaml_source import ConfigError
 
@@ -53,12 +54,27 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    register_secrets(configured_secrets(settings))
     configure_logging(settings.log.level, settings.log.format)
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    from gateway.connections import (
+        ConnectionLimits,
+        ServerConfig,
+        connection_budget,
+        raise_open_files_limit,
+    )
+
+    # Before the workers start: they inherit the limit, and each sizes nothing itself.
+    open_files = raise_open_files_limit()
+    max_connections, problem = connection_budget(settings, open_files)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    uvicorn.run(
+    config = ServerConfig(
         "gateway.app:create_app_from_environment",
+        limits=ConnectionLimits.from_settings(settings, max_connections),
         factory=True,
         host=args.address or settings.server.address,
         port=args.port or settings.server.port,
@@ -70,4 +86,22 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
     )
-    return 0
+    logging.getLogger("gateway.server").info(
+        "connection limits: %d connections per process (open files %d), headers up to %d "
+        "bytes, requests within %gs, idle connections closed after %ds",
+        max_connections,
+        open_files,
+        settings.server.max_header_size,
+        settings.server.request_timeout,
+        config.timeout_keep_alive,
+    )
+    # What uvicorn.run() does, with a configuration it cannot build itself.
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            return 0
+        server.run()
+    except KeyboardInterrupt:
+        return 0
+    return 0 if server.started else 3

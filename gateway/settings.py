@@ -170,6 +170,14 @@ class ServerSettings(_Section):
         ipaddress.ip_network("::1/128"),
     )
     """Peers allowed to set X-Forwarded-* / X-Original-* and client-certificate headers."""
+    max_header_size: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Bytes of request line and headers accepted; a larger request is answered 431."""
+    request_timeout: Duration = Field(10.0, gt=0)
+    """A request must arrive whole (line, headers, body) within this of its first byte."""
+    idle_timeout: Duration = Field(5.0, gt=0)
+    """A connection with no request under way is closed after this (keep-alive)."""
+    limit_concurrency: int | None = Field(None, ge=1)
+    """Client connections at once; default: what the open-files limit allows, at most 10,000."""
 
 
 class LogSettings(_Section):
@@ -245,7 +253,10 @@ class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     password: str | None = None
     key_prefix: str = "gateway:"
-    timeout: Duration = 2.0
+    timeout: Duration = Field(2.0, gt=0)
+    """The longest one Redis operation may take, connecting and waiting for the pool included."""
+    pool_size: int = Field(32, ge=1, le=1024)
+    """Connections per process (per client: sessions, rate limits)."""
 
 
 class SessionSettings(_Section):
@@ -352,8 +363,11 @@ class PostgresSettings(_Section):
     dsn: str
     password: str | None = None
     pool_size: int = Field(4, ge=1, le=64)
-    connect_timeout: Duration = 5.0
-    """How long to wait for the server (or a free pooled connection) before giving up."""
+    connect_timeout: Duration = Field(5.0, gt=0)
+    """How long opening a connection may take."""
+    statement_timeout: Duration = Field(2.0, gt=0)
+    """The longest one storage operation may take (pooled connection, statements, commit);
+    PostgreSQL also cancels a statement running longer."""
 
 
 class StorageSettings(_Section):

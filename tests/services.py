@@ -328,6 +328,30 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._popen.pid, sig)
 
+    def descendants(self) -> list[int]:
+        """PIDs of every process below the leader, wherever its process group (PostgreSQL's
+        backends each call setsid(), so a group signal misses them), from /proc."""
+        if self._popen is None or self._popen.poll() is not None:
+            return []
+        children: dict[int, list[int]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+        found: list[int] = []
+        pending = [self._popen.pid]
+        while pending:
+            for child in children.get(pending.pop(), []):
+                found.append(child)
+                pending.append(child)
+        return found
+
     def stop(self, graceful: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> None:
         """Ask the server to exit; kill its process group if it has not after timeout seconds."""
         _live_processes.discard(self)
@@ -356,6 +380,7 @@ class Service:
         self.directory = directory
         self.log_path = directory / f"{self.name}.log"
         self._process: ServerProcess | None = None
+        self._frozen: list[int] = []  # PIDs freeze() stopped one by one
 
     def _command(self) -> list[str]:
         raise NotImplementedError
@@ -392,6 +417,12 @@ class Service:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    def processes(self) -> list[int]:
+        """PIDs of the server and of every process below it (empty when not running)."""
+        if self._process is None or not self._process.alive or self.pid is None:
+            return []
+        return [self.pid, *self._process.descendants()]
+
     def start(self) -> None:
         """Start the server (no-op when running) and wait until it answers."""
         if self.running:
@@ -410,11 +441,14 @@ class Service:
 
     def stop(self) -> None:
         """Stop the server (no-op when stopped); its data stays for the next start()."""
+        self.thaw()  # a stopped process cannot exit
         if self._process is not None:
             self._process.stop(self.graceful_signal)
 
     def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections are accepted by the kernel, never answered."""
+        """Freeze the server's process group (SIGSTOP): connections are accepted by the
+        kernel, never answered. Children in other groups (PostgreSQL's backends) keep
+        running, so existing connections still work: use freeze() for a whole hang."""
         if self._process is None or not self._process.alive:
             fail(f"{self.name} is not running; cannot pause it")
         self._process.send_group_signal(signal.SIGSTOP)
@@ -423,6 +457,31 @@ class Service:
         """Undo pause() (SIGCONT)."""
         if self._process is not None:
             self._process.send_group_signal(signal.SIGCONT)
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and every process below it: a hung host, as far as clients
+        can tell (TCP still accepts and acknowledges; nothing ever answers)."""
+        if self._process is None or not self._process.alive:
+            fail(f"{self.name} is not running; cannot freeze it")
+        self._process.send_group_signal(signal.SIGSTOP)  # first: no new children from here
+        # A child forked just before may not be listed yet: look until nothing new shows up.
+        for _ in range(5):
+            fresh = [pid for pid in self._process.descendants() if pid not in self._frozen]
+            if not fresh:
+                break
+            for pid in fresh:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                self._frozen.append(pid)
+
+    def thaw(self) -> None:
+        """Undo freeze() (SIGCONT to each process it stopped, then to the group)."""
+        for pid in self._frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if self._frozen and self._process is not None:
+            self._process.send_group_signal(signal.SIGCONT)
+        self._frozen.clear()
 
     @contextlib.contextmanager
     def down(self) -> Iterator[None]:
@@ -441,6 +500,15 @@ class Service:
             yield
         finally:
             self.resume()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """freeze() the server and all its processes for the block, thaw() afterwards."""
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's log, for assertion messages."""

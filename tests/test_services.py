@@ -8,6 +8,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import ldap3
@@ -134,6 +135,29 @@ def test_postgres_down_refuses_connections_then_keeps_data(
         psycopg.connect(postgres_database, connect_timeout=2)
     with psycopg.connect(postgres_database) as connection:
         assert connection.execute("select v from kept").fetchone() == ("still here",)
+
+
+def test_postgres_frozen_hangs_open_connections_too(
+    postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    # pause() stops only the postmaster (each backend is in a session of its own); freeze()
+    # stops the backends as well, so an open connection hangs like the rest.
+    with psycopg.connect(postgres_database, autocommit=True) as connection:
+        backend = connection.info.backend_pid
+        with postgres_server.paused():
+            assert connection.execute("select 2").fetchone() == (2,)
+            assert _state(backend) != "T"
+        with postgres_server.frozen():
+            processes = postgres_server.processes()
+            assert backend in processes and len(processes) > 2  # checkpointer, walwriter...
+            assert {_state(pid) for pid in processes} == {"T"}
+        assert connection.execute("select 3").fetchone() == (3,)
+        assert _state(backend) != "T"
+
+
+def _state(pid: int) -> str:
+    """The state letter of /proc/PID/stat (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 # OpenLDAP ------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import AddressSet, NetworkError, parse_networks
+from gateway.observability.throttle import Outage, log_throttled
 from gateway.security.crypto import equal, keyed_hash
 from gateway.storage.records import ApiKeyRecord
 
@@ -259,7 +260,7 @@ class ApiKeyRejected(Exception):
     """The presented key is not valid; the message is for logs only (the client sees 401)."""
 
 
-class ApiKeyUnavailable(Exception):
+class ApiKeyUnavailable(Outage):
     """The key's record cannot be read right now (storage down, nothing cached): answer 503."""
 
 
@@ -382,10 +383,15 @@ class ApiKeyVerifier:
         try:
             record = await self._repository.get_api_key(key_id)
         except Exception as error:
+            # Every uncached lookup fails alike during an outage: one line per interval.
             if stale is not None and now - stale.fetched_at < self._max_stale:
-                log.warning("API key store unavailable, using a cached record: %s", error)
+                log_throttled(
+                    log, "stale", "API key store unavailable, using a cached record: %s", error
+                )
                 return stale.key
-            log.error("API key store unavailable: %s", error)
+            log_throttled(
+                log, "unavailable", "API key store unavailable: %s", error, level=logging.ERROR
+            )
             raise ApiKeyUnavailable("API key store unavailable") from error
         key = ApiKey.from_record(record) if record is not None else None
         if len(self._cache) >= self._cache_size and key_id not in self._cache:

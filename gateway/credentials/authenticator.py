@@ -57,7 +57,13 @@ from gateway.credentials.upstream import (
 from gateway.security.regulation import ip_subject
 
 if TYPE_CHECKING:
-    from gateway.settings import ApiHostSettings, CredentialsSettings, RateSettings, Settings
+    from gateway.settings import (
+        ApiHostSettings,
+        CredentialsSettings,
+        RateSettings,
+        RedisSettings,
+        Settings,
+    )
     from gateway.storage import Storage
 
 __all__ = [
@@ -242,6 +248,7 @@ class MachineAuthenticator:
         secrets: SecretSource | None = None,
         redis_url: str | None = None,
         redis_password: str | None = None,
+        redis: RedisSettings | None = None,
         static_keys: Iterable[ApiKey] = (),
         rate_limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.time,
@@ -296,10 +303,15 @@ class MachineAuthenticator:
         if rate_limiter is None and limits.store == "redis" and (self._per_key or self._per_ip):
             if redis_url is None and limits.redis_url is None:
                 raise ValueError("credentials.rate_limits.store 'redis' needs a redis_url")
+            from gateway.settings import RedisSettings  # the defaults, when none are given
+
+            client = redis or RedisSettings()  # its timeout and pool size
             rate_limiter = RedisRateLimiter.from_url(
                 limits.redis_url or redis_url or "",
                 password=redis_password,
                 key_prefix=limits.key_prefix,
+                timeout=client.timeout,
+                pool_size=client.pool_size,
             )
         self.rate_limiter: RateLimiter = rate_limiter or MemoryRateLimiter()
 
@@ -320,6 +332,7 @@ class MachineAuthenticator:
             secrets=storage,
             redis_url=settings.session.redis.url,
             redis_password=settings.session.redis.password,
+            redis=settings.session.redis,
             static_keys=static_keys,
             clock=clock,
         )

@@ -10,6 +10,7 @@ than refusing or waving through everything.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -144,8 +145,10 @@ class RedisRateLimiter:
         key_prefix: str = "gateway:ratelimit:",
         fallback: MemoryRateLimiter | None = None,
         owns_client: bool = True,
+        timeout: float = 2.0,
     ) -> None:
         self._redis = redis
+        self._timeout = timeout
         self._prefix = key_prefix
         self._script = redis.register_script(_BUCKET_SCRIPT)
         self._fallback = fallback or MemoryRateLimiter()
@@ -160,22 +163,24 @@ class RedisRateLimiter:
         password: str | None = None,
         key_prefix: str = "gateway:ratelimit:",
         timeout: float = 2.0,
+        pool_size: int = 32,
     ) -> RedisRateLimiter:
         """Connect lazily to ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
-        from redis.asyncio import Redis
+        from gateway.session.stores.redis import create_redis_client
 
-        client = Redis.from_url(
-            url, password=password, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
-        return cls(client, key_prefix=key_prefix)
+        client = create_redis_client(url, password=password, timeout=timeout, pool_size=pool_size)
+        return cls(client, key_prefix=key_prefix, timeout=timeout)
 
     async def hit(self, key: str, limit: Limit) -> RateDecision:
         from redis.exceptions import RedisError
 
         try:
-            allowed, retry = await self._script(
-                keys=[self._prefix + key], args=[limit.rate, limit.burst, 1]
-            )
+            # One deadline for pool wait, connecting and the reply together (TimeoutError is
+            # an OSError): a hung Redis costs a request the timeout once, then the fallback.
+            async with asyncio.timeout(self._timeout):
+                allowed, retry = await self._script(
+                    keys=[self._prefix + key], args=[limit.rate, limit.burst, 1]
+                )
         except (RedisError, OSError) as error:
             if not self._failing:
                 log.warning("rate limit store unavailable, limiting per replica: %s", error)

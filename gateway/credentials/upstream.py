@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.observability.logging import register_secrets
+from gateway.observability.throttle import Outage
+
 __all__ = [
     "SecretSource",
     "UpstreamCredentials",
@@ -35,7 +38,7 @@ class SecretSource(Protocol):
     async def get_secret(self, name: str) -> str | None: ...
 
 
-class UpstreamUnavailable(Exception):
+class UpstreamUnavailable(Outage):
     """A secret an API host needs is missing or unreadable; the message names it (not its value)."""
 
 
@@ -114,6 +117,8 @@ class UpstreamCredentials:
             )
         if any(char in value for char in "\r\n\0"):
             raise UpstreamUnavailable(f"secret '{name}' contains a line break or NUL")
+        # Rendered into headers the debug log may show: keep the value itself out of it.
+        register_secrets([value])
         self._values[name] = value
         self._missing.pop(name, None)
         return value

@@ -29,6 +29,7 @@ from gateway.decision.authenticate import (
 from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust, read_headers
 from gateway.decision.request import from_auth_request as _parse_auth_request
 from gateway.decision.request import from_forward_auth as _parse_forward_auth
+from gateway.observability.throttle import log_failure
 from gateway.policy import ANONYMOUS as ANONYMOUS_SUBJECT
 from gateway.policy import Level, Subject
 from gateway.runtime import Runtime
@@ -97,9 +98,11 @@ class AuthzEndpoint:
         started = time.perf_counter()
         try:
             answer = await self._answer(scope)
-        except Exception:
-            # Fail closed: whatever went wrong, this request does not pass.
-            log.exception("authorisation failed; denying the request")
+        except Exception as error:
+            # Fail closed: whatever went wrong, this request does not pass. A store or the
+            # directory being down is one line per kind per interval, anything else keeps its
+            # traceback, rate limited too: an outage must not write a traceback per request.
+            log_failure(log, error, "authorisation failed; denying the request")
             answer = Answer(503, [_TEXT, _NO_STORE, _NOSNIFF], b"Service Unavailable")
         if self._flavour == "auth-request":
             answer = _for_nginx(answer)

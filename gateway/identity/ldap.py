@@ -51,6 +51,7 @@ from gateway.identity.ldap_filters import (
     render,
 )
 from gateway.identity.model import DirectoryUnavailable, User
+from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import random_token
 from gateway.settings import LdapSettings
 from gateway.yaml_source import ConfigError, Issue
@@ -688,7 +689,8 @@ class LdapBackend:
                 reason,
             )
         else:
-            logger.warning("LDAP directory unavailable: %s", reason)
+            # Once per interval: every login fails alike while the directory is down.
+            log_throttled(logger, "unavailable", "LDAP directory unavailable: %s", reason)
 
     def _attempts(self, operation: Callable[..., T], *args: Any) -> T:
         """Call ``operation``, retrying transient failures with exponential backoff."""

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.identity import totp
 from gateway.identity.model import DirectoryUnavailable
 from gateway.identity.second_factor import Enrollment, EnrollmentExpired
+from gateway.observability.throttle import log_failure
 from gateway.policy.model import BadTarget, Level, Subject, Target
 from gateway.portal import forms
 from gateway.portal.csrf import CsrfGuard
@@ -237,18 +238,21 @@ class Portal:
                 return self._message(request, error)
             except forms.BadForm:
                 return self._message(request, _BAD_FORM)
-            except DirectoryUnavailable:
-                log.warning("user directory unavailable ip=%s", _client_ip(request))
+            except DirectoryUnavailable as error:
+                log_failure(log, error, f"user directory unavailable ip={_client_ip(request)}")
                 return self._message(request, _DIRECTORY_DOWN)
-            except (SessionStoreUnavailable, StorageUnavailable):
-                log.warning("session store or storage unavailable ip=%s", _client_ip(request))
+            except (SessionStoreUnavailable, StorageUnavailable) as error:
+                log_failure(
+                    log, error, f"session store or storage unavailable ip={_client_ip(request)}"
+                )
                 return self._message(request, _STORE_DOWN)
             except HTTPException:
                 raise  # the body limit answers with 413 itself
             except ClientDisconnect:
                 return Response(status_code=400)  # nobody is listening any more
-            except Exception:
-                log.exception("portal error on %s %s", request.method, request.url.path)
+            except Exception as error:
+                # Traceback kept, but once per kind of error per interval.
+                log_failure(log, error, f"portal error on {request.method} {request.url.path}")
                 return self._message(request, _INTERNAL)
 
         return endpoint

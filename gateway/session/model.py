@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from gateway.observability.throttle import Outage
+
 __all__ = [
     "AuthLevel",
     "Session",
@@ -26,7 +28,7 @@ class AuthLevel(IntEnum):
     TWO_FACTOR = 2
 
 
-class SessionStoreUnavailable(Exception):
+class SessionStoreUnavailable(Outage):
     """The session store cannot be reached; callers must deny, never allow."""
 
     def __init__(self, message: str = "the session store is unavailable") -> None:

@@ -50,8 +50,14 @@ class Database(Protocol):
         """Which database this is, safe to show and log (no user name or password)."""
         ...
 
-    def transaction(self, *, write: bool) -> AbstractAsyncContextManager[Transaction]:
-        """A transaction; ``write=True`` declares up front that it will write."""
+    def transaction(
+        self, *, write: bool, deadline: float | None = None
+    ) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction; ``write=True`` declares up front that it will write.
+
+        ``deadline`` (seconds) replaces the configured one for this one transaction (schema
+        migrations, which may wait for another process's); SQLite has none to replace.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.observability.throttle import Outage
+
 __all__ = ["RecordExists", "RotationIncomplete", "StorageError", "StorageUnavailable"]
 
 
@@ -11,7 +13,7 @@ class StorageError(Exception):
     """Base class of every storage failure."""
 
 
-class StorageUnavailable(StorageError):
+class StorageUnavailable(StorageError, Outage):
     """The database cannot be reached or used right now; retrying later may succeed.
 
     The message names the database (file path, or PostgreSQL host/port/name) and the reason;

@@ -160,13 +160,19 @@ def latest_version() -> int:
     return MIGRATIONS[-1].version
 
 
+MIGRATION_DEADLINE = 300.0
+"""Seconds the schema transaction may take, waiting for the lock included."""
+
+
 async def apply_migrations(database: Database) -> list[int]:
     """Bring the schema up to date; returns the versions applied (empty if none were due).
 
     Raises :class:`StorageError` if the database was migrated by a newer gateway.
     """
     applied: list[int] = []
-    async with database.transaction(write=True) as tx:
+    # Longer than an ordinary transaction: another replica may hold the schema lock while it
+    # migrates, and a migration may rewrite a table.
+    async with database.transaction(write=True, deadline=MIGRATION_DEADLINE) as tx:
         await tx.lock("schema")
         await tx.execute(_SCHEMA_VERSION_TABLE)
         row = await tx.fetchone("SELECT MAX(version) FROM schema_version")

@@ -3,10 +3,16 @@
 Statements use the shared ``?`` placeholder style and are translated to psycopg's ``%s`` once
 (the SQL in :mod:`gateway.storage` never contains ``?`` or ``%`` inside literals). Named locks
 are transaction-scoped advisory locks, released automatically on commit or rollback.
+
+Every transaction has a deadline, ``statement_timeout``, from asking the pool for a connection
+to the commit. PostgreSQL enforces it per statement on a server that is merely slow; the
+client enforces it for one that does not answer at all (hung, stopped, partitioned), where
+no server-side timeout can fire and TCP keeps the connection looking healthy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -27,6 +33,58 @@ __all__ = ["PostgresDatabase"]
 @functools.lru_cache(maxsize=256)
 def _translate(sql: str) -> str:
     return sql.replace("?", "%s")
+
+
+_SECOND_CANCEL_AFTER = 0.05
+"""Seconds between the deadline's first cancellation and the one that closes the connection."""
+
+
+@asynccontextmanager
+async def _deadline(seconds: float) -> AsyncIterator[None]:
+    """Like :func:`asyncio.timeout` (raises :class:`TimeoutError`), for psycopg code.
+
+    psycopg answers a cancelled query by sending the server a cancel request and waiting for
+    the query to end, up to 5 + 5 seconds; against a server that answers nothing, that is ten
+    more seconds of the hang. A second cancellation makes it close the connection at once
+    instead, so the deadline cancels twice, a moment apart. The pool discards the closed
+    connection and opens a new one in the background.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("_deadline needs a running task")
+    loop = asyncio.get_running_loop()
+    cancels = 0
+    handle: asyncio.TimerHandle | None = None
+
+    def expire() -> None:
+        nonlocal cancels, handle
+        cancels += 1
+        task.cancel()
+        handle = loop.call_later(_SECOND_CANCEL_AFTER, expire) if cancels == 1 else None
+
+    handle = loop.call_later(seconds, expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if cancels == 0:
+            raise
+        for _ in range(cancels):
+            task.uncancel()
+        if task.cancelling():
+            raise  # cancelled from outside as well: that cancellation wins
+        raise TimeoutError(f"no answer within {seconds:g}s") from None
+    finally:
+        if handle is not None:
+            handle.cancel()
+
+
+def _with_statement_timeout(conninfo: str, seconds: float) -> str:
+    """``conninfo`` whose sessions start with ``statement_timeout`` set (any other
+    ``options`` kept): no extra round trip per connection or transaction."""
+    params = conninfo_to_dict(conninfo)
+    setting = f"-c statement_timeout={max(1, round(seconds * 1000))}"
+    params["options"] = f"{params.get('options') or ''} {setting}".strip()
+    return make_conninfo("", **params)
 
 
 def _lock_key(name: str) -> int:
@@ -57,11 +115,14 @@ class PostgresDatabase:
     """A pool of connections to one PostgreSQL database."""
 
     def __init__(
-        self, pool: AsyncConnectionPool[psycopg.AsyncConnection], target: _Target, timeout: float
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection],
+        target: _Target,
+        statement_timeout: float,
     ) -> None:
         self._pool = pool
         self._target = target
-        self._timeout = timeout
+        self._statement_timeout = statement_timeout
 
     @property
     def dialect(self) -> Literal["postgres"]:
@@ -84,19 +145,24 @@ class PostgresDatabase:
             ) from None
         timeout = settings.connect_timeout
         connect_timeout = max(1, round(timeout))
+        conninfo = _with_statement_timeout(conninfo, settings.statement_timeout)
         # One direct attempt first: it reports why the server cannot be reached, where the
-        # pool would only retry quietly until its timeout.
+        # pool would only retry quietly until its timeout. Bounded as a whole: a server that
+        # accepts the connection and then says nothing must not stall the start-up.
         try:
-            probe = await psycopg.AsyncConnection.connect(conninfo, connect_timeout=connect_timeout)
-            await probe.close()
-        except psycopg.Error as error:
+            async with _deadline(timeout + settings.statement_timeout):
+                probe = await psycopg.AsyncConnection.connect(
+                    conninfo, connect_timeout=connect_timeout
+                )
+                await probe.close()
+        except (psycopg.Error, TimeoutError) as error:
             raise target.unavailable(error) from None
         pool: AsyncConnectionPool[psycopg.AsyncConnection] = AsyncConnectionPool(
             conninfo,
             kwargs={"connect_timeout": connect_timeout},
             min_size=1,
             max_size=settings.pool_size,
-            timeout=timeout,
+            timeout=settings.statement_timeout,
             # Give up a reconnection attempt (and its growing back-off) after one timeout:
             # the next request then starts a fresh attempt, so the gateway recovers within
             # seconds of the database coming back rather than after minutes of back-off.
@@ -110,16 +176,32 @@ class PostgresDatabase:
         except (PoolTimeout, psycopg.Error) as error:
             await pool.close()
             raise target.unavailable(error) from None
-        return cls(pool, target, timeout)
+        return cls(pool, target, settings.statement_timeout)
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool) -> AsyncIterator[_PostgresTransaction]:
+    async def transaction(
+        self, *, write: bool, deadline: float | None = None
+    ) -> AsyncIterator[_PostgresTransaction]:
+        budget = deadline if deadline is not None else self._statement_timeout
         try:
+            # The deadline covers the pool's wait and connection check too: on a hung server
+            # the check (an empty query) hangs like any statement.
             async with (
-                self._pool.connection(timeout=self._timeout) as connection,
+                _deadline(budget),
+                self._pool.connection(timeout=budget) as connection,
                 connection.transaction(),
             ):
+                if deadline is not None:
+                    # This transaction may run longer than the session's statement_timeout.
+                    milliseconds = max(1, round(deadline * 1000))
+                    await connection.execute(f"SET LOCAL statement_timeout = {milliseconds}")
                 yield _PostgresTransaction(connection)
+        except TimeoutError as error:
+            raise self._target.unavailable(error) from None
+        except psycopg.errors.QueryCanceled:
+            raise self._target.unavailable(
+                TimeoutError(f"a statement ran longer than {budget:g}s")
+            ) from None
         except PoolTimeout as error:
             raise self._target.unavailable(error) from None
         except psycopg.errors.UniqueViolation:

@@ -137,7 +137,10 @@ class SqliteDatabase:
             raise
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool) -> AsyncIterator[_SqliteTransaction]:
+    async def transaction(
+        self, *, write: bool, deadline: float | None = None
+    ) -> AsyncIterator[_SqliteTransaction]:
+        # ``deadline`` is for PostgreSQL's; a local file has only its busy timeout.
         connection = self._connection
         async with self._lock:
             await self._call(lambda: connection.execute("BEGIN IMMEDIATE" if write else "BEGIN"))

@@ -99,6 +99,12 @@ class Storage:
     async def close(self) -> None:
         await self._db.close()
 
+    async def ping(self) -> None:
+        """Raise :class:`~gateway.storage.errors.StorageUnavailable` unless the database
+        answers within its deadline (for readiness)."""
+        async with self._db.transaction(write=False) as tx:
+            await tx.fetchone("SELECT 1")
+
     async def __aenter__(self) -> Storage:
         return self
 

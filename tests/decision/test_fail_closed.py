@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,6 +186,46 @@ def test_api_key_with_storage_down_is_503_not_a_stale_allow(
             assert "remote-user" not in response.headers
 
 
+def test_hung_storage_costs_an_api_key_request_the_timeout_and_readiness_says_so(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_database: str
+) -> None:
+    extra = (
+        "storage:\n  type: postgres\n"
+        f"  postgres: {{dsn: '{postgres_database}', statement_timeout: 2s}}\n"
+        "credentials:\n  api_keys: {cache_ttl: 0.2s}\n"
+    )
+    config = write_config(tmp_path, extra=extra)
+    policy = tmp_path / "policy.yml"
+    policy.write_text(
+        policy.read_text().replace(
+            "  rules:\n",
+            "  rules:\n    - domain: api.example.com\n      subject: 'key:ci'\n"
+            "      policy: one_factor\n",
+            1,
+        )
+    )
+    settings = load_settings(config)
+    key = asyncio.run(_create_key(settings, "ci"))
+    app = create_app(settings)
+    with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
+        gateway = Gateway(app, client)
+        url = "https://api.example.com/v1"
+        assert ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key}).status_code == 200
+        assert client.get("/api/ready").status_code == 200
+        time.sleep(1.3)  # past the one-second machine memo and the record cache
+        with postgres_server.frozen():
+            started = time.monotonic()
+            response = ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key})
+            assert response.status_code == 503
+            assert time.monotonic() - started < 2 + 1.5
+            started = time.monotonic()
+            ready = client.get("/api/ready")
+            assert time.monotonic() - started < 2 + 1.5
+            assert ready.status_code == 503
+            assert ready.json()["storage"] == "unreachable"
+            assert "session_store" not in ready.json()  # SQLite sessions still answer
+
+
 async def _create_key(settings: Settings, name: str) -> str:
     storage = await open_storage(settings)
     try:
@@ -201,3 +242,43 @@ async def _create_key(settings: Settings, name: str) -> str:
         return key
     finally:
         await storage.close()
+
+
+def _gateway_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name.startswith("gateway")]
+
+
+def test_an_outage_logs_a_line_per_kind_not_a_traceback_per_request(
+    redis_gateway: Gateway, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = redis_gateway.login("john")
+    cookie = redis_gateway.cookie(session)
+    caplog.set_level(logging.INFO)
+    with redis_server.down():
+        time.sleep(0.1)  # past the in-process session cache
+        for _ in range(200):
+            response = ask(redis_gateway, "https://app.example.com/", cookie=cookie)
+            assert response.status_code == 503
+            time.sleep(0.001)  # not the same instant: each request reaches the store again
+    records = _gateway_records(caplog)
+    # One line from the store, one from the endpoint; an interval (10 s) has not passed.
+    assert 1 <= len(records) <= 4, [record.getMessage() for record in records]
+    assert all(record.exc_info is None for record in records)
+    assert any("session store" in record.getMessage() for record in records)
+
+
+def test_an_unexpected_error_keeps_its_traceback_once_per_interval(
+    redis_gateway: Gateway, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = redis_gateway.app.runtime
+    assert runtime is not None
+
+    def broken(*_: object) -> Level:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(runtime.policy.current, "decide", broken)
+    for _ in range(50):
+        assert ask(redis_gateway, "https://public.example.com/").status_code == 503
+    records = [r for r in _gateway_records(caplog) if r.name == "gateway.decision"]
+    assert len(records) == 1
+    assert records[0].exc_info is not None and "a bug" in str(records[0].exc_info[1])

@@ -202,6 +202,7 @@ def test_compose_gateway_runs_unprivileged() -> None:
     service = _compose()["services"]["gateway"]
     assert service["read_only"] is True
     assert service["cap_drop"] == ["ALL"]
+    assert service["ulimits"]["nofile"]["soft"] >= 4096
     dockerfile = (COMPOSE / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
     assert "uv sync --frozen" in dockerfile
@@ -269,6 +270,11 @@ def test_kubernetes_probes_and_security_context() -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
     assert "memory" in container["resources"]["limits"]
+    # Memory, not the container's (usually huge) open-files limit, bounds the connections:
+    # about 20 KiB each must fit in a quarter of the memory limit.
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi")
+    assert config["server"]["limit_concurrency"] * 20 * 1024 <= int(limit[:-2]) * 2**20 // 4
     service = objects["Service"]
     assert service["spec"]["ports"][0]["port"] == config["server"]["port"]
     assert service["spec"]["selector"].items() <= (
@@ -291,6 +297,10 @@ def test_systemd_unit_checks_before_it_serves_and_is_hardened() -> None:
     assert unit["ProtectSystem"] == ["strict"]
     assert unit["NoNewPrivileges"] == ["yes"]
     assert unit.get("DynamicUser") == ["yes"] or unit.get("User", [""])[0] not in ("", "root")
+    # The filter denies setrlimit (@resources), so the unit itself must set the limit the
+    # gateway sizes its connection limit from.
+    assert any("@resources" in line for line in unit["SystemCallFilter"])
+    assert int(unit["LimitNOFILE"][0]) >= 4096
 
 
 def test_systemd_configuration_passes_gateway_check(tmp_path: Path) -> None:

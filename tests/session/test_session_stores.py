@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 import redis
 
+from gateway.credentials.rate_limit import Limit, RedisRateLimiter
 from gateway.security.crypto import Keyring, generate_key
 from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.model import SessionStoreUnavailable
 from gateway.session.stores import open_session_store
+from gateway.session.stores.redis import RedisSessionStore
 from gateway.session.stores.sqlite import SqliteSessionStore
-from gateway.settings import RegulationSettings, Settings
+from gateway.settings import RedisSettings, RegulationSettings, Settings
 from tests.services import RedisServer
 from tests.session.backends import HASH_KEY, Backend, FakeClock, redis_store, session_settings
 
@@ -256,3 +262,76 @@ async def test_redis_store_shared_by_two_replicas(backend: Backend) -> None:
     assert await replica_b.load(session.id, COM) is not None
     assert await replica_b.logout_user("alice") == 1
     assert await manager(backend.store, backend.clock).load(session.id, COM) is None
+
+
+# -- Redis that hangs (SIGSTOP): the kernel accepts, nothing answers -------------------------
+
+HUNG_TIMEOUT = 2.0
+
+
+async def _fails_within_the_timeout(operation: Awaitable[object]) -> float:
+    started = time.monotonic()
+    with pytest.raises(SessionStoreUnavailable):
+        await operation
+    elapsed = time.monotonic() - started
+    # Once the timeout, not twice (a retried timeout) or more (a retried reconnect).
+    assert elapsed < HUNG_TIMEOUT + 1.0, f"took {elapsed:.1f}s for a {HUNG_TIMEOUT}s timeout"
+    return elapsed
+
+
+async def test_a_hung_redis_costs_one_timeout_per_operation(
+    redis_server: RedisServer, redis_url: str, keyring: Keyring, clock: FakeClock
+) -> None:
+    settings = RedisSettings(
+        url=redis_url, key_prefix=f"hung-{uuid.uuid4().hex[:8]}:", timeout=HUNG_TIMEOUT
+    )
+    store = RedisSessionStore.from_settings(settings, keyring, HASH_KEY)
+    sessions = manager(store, clock)
+    try:
+        session = await sessions.login(COM, username="alice")
+        clock.advance(2)  # past the cache
+        with redis_server.paused():
+            await _fails_within_the_timeout(store.get(session.key))
+            await _fails_within_the_timeout(store.ping())
+            await _fails_within_the_timeout(store.regulation.is_banned(["user:alice"], now=1.0))
+        assert await store.get(session.key) is not None
+    finally:
+        await store.close()
+
+
+async def test_a_hung_redis_does_not_queue_requests_past_the_timeout(
+    redis_server: RedisServer, redis_url: str, keyring: Keyring
+) -> None:
+    # More callers than pooled connections: waiting for one is part of the same deadline.
+    settings = RedisSettings(url=redis_url, timeout=HUNG_TIMEOUT, pool_size=2)
+    store = RedisSessionStore.from_settings(settings, keyring, HASH_KEY)
+    try:
+        await store.ping()
+        with redis_server.paused():
+            started = time.monotonic()
+            outcomes = await asyncio.gather(
+                *(store.get(f"key-{n}") for n in range(10)), return_exceptions=True
+            )
+            elapsed = time.monotonic() - started
+        assert all(isinstance(outcome, SessionStoreUnavailable) for outcome in outcomes)
+        assert elapsed < HUNG_TIMEOUT + 1.0, f"took {elapsed:.1f}s"
+    finally:
+        await store.close()
+
+
+async def test_a_hung_redis_costs_a_rate_limit_check_one_timeout(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    limiter = RedisRateLimiter.from_url(
+        redis_url, key_prefix=f"hung-{uuid.uuid4().hex[:8]}:", timeout=HUNG_TIMEOUT
+    )
+    limit = Limit(rate=100, burst=100)
+    try:
+        assert (await limiter.hit("k", limit)).allowed
+        with redis_server.paused():
+            started = time.monotonic()
+            assert (await limiter.hit("k", limit)).allowed  # the local fallback answers
+            elapsed = time.monotonic() - started
+        assert elapsed < HUNG_TIMEOUT + 1.0, f"took {elapsed:.1f}s"
+    finally:
+        await limiter.close()

@@ -10,25 +10,33 @@ sorted set), ``{prefix}r:bans`` (subject hash -> ban deadline) and ``{prefix}r:w
 
 Multi-key scripts keep each operation atomic; they need a single Redis (or Sentinel), not
 Redis Cluster.
+
+Every operation has one deadline, ``timeout``, for everything it waits on: a pooled
+connection, connecting, the command and its reply. A timeout is never retried (that would
+double the wait on a Redis that has stopped answering); only a connection Redis closed is
+replaced once, at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import DecryptionError, Keyring, keyed_hash, random_token
 from gateway.session.model import Session, SessionStoreUnavailable, decode_session, encode_session
 from gateway.settings import RedisSettings
 
-__all__ = ["RedisRegulationBackend", "RedisSessionStore"]
+__all__ = ["RedisRegulationBackend", "RedisSessionStore", "create_redis_client"]
 
 _T = TypeVar("_T")
 
@@ -120,45 +128,88 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def _guard(operation: Awaitable[_T]) -> _T:
-    try:
-        return await operation
-    except (RedisError, OSError) as error:
-        # The details are for the operator's log, never for the caller's message.
-        log.warning("session store: redis error: %s: %s", type(error).__name__, error)
-        raise SessionStoreUnavailable() from None
+def create_redis_client(
+    url: str, *, password: str | None = None, timeout: float = 2.0, pool_size: int = 32
+) -> Redis:
+    """A client for ``url`` (``redis://``, ``rediss://``, ``unix://``); connects lazily.
+
+    At most ``pool_size`` connections: under load, requests wait (within their deadline) for
+    a free one instead of opening a file descriptor each while Redis is slow.
+    """
+    options: dict[str, Any] = {
+        "max_connections": pool_size,
+        "timeout": timeout,  # waiting for a free pooled connection
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # One immediate retry replaces a connection Redis closed (restart, idle timeout).
+        # Only for that: redis-py also retries timeouts by default, which doubles (or, with
+        # its default of three retries, quadruples) the wait on a Redis that has hung.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+    if password is not None:
+        options["password"] = password
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
 
 
-class RedisSessionStore:
+class _Guarded:
+    """Runs Redis operations under one deadline, turning failures into SessionStoreUnavailable."""
+
+    _timeout: float
+
+    async def _guard(self, operation: Awaitable[_T]) -> _T:
+        try:
+            # One deadline for the whole operation: waiting for the pool, (re)connecting and
+            # the reply each have the timeout on their own, and must not add up.
+            async with asyncio.timeout(self._timeout):
+                return await operation
+        except (RedisError, OSError) as error:
+            # The details are for the operator's log, never for the caller's message; one
+            # line per kind of error per interval, however many requests the outage fails.
+            log_throttled(
+                log,
+                ("redis", type(error)),
+                "session store: redis error: %s: %s",
+                type(error).__name__,
+                str(error) or f"no answer within {self._timeout:g}s",
+            )
+            raise SessionStoreUnavailable() from None
+
+
+class RedisSessionStore(_Guarded):
     """A session store shared by replicas through one Redis."""
 
     def __init__(
-        self, client: Redis, keyring: Keyring, hash_key: bytes, *, prefix: str = "gateway:"
+        self,
+        client: Redis,
+        keyring: Keyring,
+        hash_key: bytes,
+        *,
+        prefix: str = "gateway:",
+        timeout: float = 2.0,
     ) -> None:
         self._client = client
         self._keyring = keyring
         self._hash_key = hash_key
+        self._timeout = timeout
         self._session_prefix = prefix + "s:"
         self._user_prefix = prefix + "u:"
         self._save = client.register_script(_SAVE)
         self._delete_user = client.register_script(_DELETE_USER)
-        self._regulation = RedisRegulationBackend(client, keyring, hash_key, prefix=prefix)
+        self._regulation = RedisRegulationBackend(
+            client, keyring, hash_key, prefix=prefix, timeout=timeout
+        )
 
     @classmethod
     def from_settings(
         cls, settings: RedisSettings, keyring: Keyring, hash_key: bytes
     ) -> RedisSessionStore:
-        options: dict[str, Any] = {
-            "socket_timeout": settings.timeout,
-            "socket_connect_timeout": settings.timeout,
-            # One immediate retry replaces a connection Redis closed (restart, idle
-            # timeout); a Redis that is down fails fast instead of backing off.
-            "retry": Retry(NoBackoff(), 1),
-        }
-        if settings.password is not None:
-            options["password"] = settings.password
-        client = Redis.from_url(settings.url, **options)
-        return cls(client, keyring, hash_key, prefix=settings.key_prefix)
+        client = create_redis_client(
+            settings.url,
+            password=settings.password,
+            timeout=settings.timeout,
+            pool_size=settings.pool_size,
+        )
+        return cls(client, keyring, hash_key, prefix=settings.key_prefix, timeout=settings.timeout)
 
     @property
     def regulation(self) -> RedisRegulationBackend:
@@ -169,7 +220,7 @@ class RedisSessionStore:
         return self._user_prefix + hashed.hex()
 
     async def get(self, key: str) -> Session | None:
-        raw = await _guard(self._client.get(self._session_prefix + key))
+        raw = await self._guard(self._client.get(self._session_prefix + key))
         if raw is None:
             return None
         try:
@@ -188,26 +239,28 @@ class RedisSessionStore:
         )
         keys = [self._session_prefix + session.key, self._user_index(session.username)]
         flag = "1" if existing_only else "0"
-        stored = await _guard(self._save(keys=keys, args=[sealed, _ms(ttl), session.key, flag]))
+        stored = await self._guard(
+            self._save(keys=keys, args=[sealed, _ms(ttl), session.key, flag])
+        )
         return bool(stored)
 
     async def delete(self, key: str) -> bool:
         # The user index keeps the stale member until list_user / delete_user prune it.
-        return bool(await _guard(self._client.delete(self._session_prefix + key)))
+        return bool(await self._guard(self._client.delete(self._session_prefix + key)))
 
     async def delete_user(self, username: str) -> int:
-        deleted = await _guard(
+        deleted = await self._guard(
             self._delete_user(keys=[self._user_index(username)], args=[self._session_prefix])
         )
         return int(deleted)
 
     async def list_user(self, username: str) -> list[Session]:
         index = self._user_index(username)
-        members = await _guard(self._client.smembers(index))
+        members = await self._guard(self._client.smembers(index))
         keys = sorted(_text(member) for member in members)
         if not keys:
             return []
-        values = await _guard(self._client.mget([self._session_prefix + k for k in keys]))
+        values = await self._guard(self._client.mget([self._session_prefix + k for k in keys]))
         sessions: list[Session] = []
         gone: list[str] = []
         for key, raw in zip(keys, values, strict=True):
@@ -220,26 +273,33 @@ class RedisSessionStore:
             except (DecryptionError, ValueError):
                 continue
         if gone:
-            await _guard(self._client.srem(index, *gone))
+            await self._guard(self._client.srem(index, *gone))
         return sorted(sessions, key=lambda s: s.created_at)
 
     async def ping(self) -> None:
-        await _guard(self._client.ping())
+        await self._guard(self._client.ping())
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose()
 
 
-class RedisRegulationBackend:
+class RedisRegulationBackend(_Guarded):
     """Failure windows (sorted sets) and bans shared by every replica."""
 
     def __init__(
-        self, client: Redis, keyring: Keyring, hash_key: bytes, *, prefix: str = "gateway:"
+        self,
+        client: Redis,
+        keyring: Keyring,
+        hash_key: bytes,
+        *,
+        prefix: str = "gateway:",
+        timeout: float = 2.0,
     ) -> None:
         self._client = client
         self._keyring = keyring
         self._hash_key = hash_key
+        self._timeout = timeout
         self._failures_prefix = prefix + "r:f:"
         self._bans = prefix + "r:bans"
         self._who = prefix + "r:who"
@@ -254,7 +314,7 @@ class RedisRegulationBackend:
     ) -> bool:
         hashed = self._hash(subject)
         sealed = self._keyring.seal(subject.encode(), context=_SUBJECT_CONTEXT + hashed.encode())
-        banned = await _guard(
+        banned = await self._guard(
             self._record(
                 keys=[self._failures_prefix + hashed, self._bans, self._who],
                 args=[
@@ -273,15 +333,17 @@ class RedisRegulationBackend:
         return bool(banned)
 
     async def is_banned(self, subjects: Sequence[str], *, now: float) -> bool:
-        scores = await _guard(self._client.zmscore(self._bans, [self._hash(s) for s in subjects]))
+        scores = await self._guard(
+            self._client.zmscore(self._bans, [self._hash(s) for s in subjects])
+        )
         return any(score is not None and score > now for score in scores)
 
     async def clear_failures(self, subject: str) -> None:
-        await _guard(self._client.delete(self._failures_prefix + self._hash(subject)))
+        await self._guard(self._client.delete(self._failures_prefix + self._hash(subject)))
 
     async def clear(self, subject: str | None, *, now: float) -> int:
         hashed = "" if subject is None else self._hash(subject)
-        lifted = await _guard(
+        lifted = await self._guard(
             self._clear(
                 keys=[self._bans, self._who], args=[repr(now), self._failures_prefix, hashed]
             )
@@ -289,13 +351,13 @@ class RedisRegulationBackend:
         return int(lifted)
 
     async def bans(self, *, now: float) -> list[tuple[str, float]]:
-        entries: list[Any] = await _guard(
+        entries: list[Any] = await self._guard(
             self._client.zrangebyscore(self._bans, f"({now!r}", "+inf", withscores=True)
         )
         if not entries:
             return []
         hashes = [_text(hashed) for hashed, _ in entries]
-        sealed_subjects = await _guard(self._client.hmget(self._who, hashes))
+        sealed_subjects = await self._guard(self._client.hmget(self._who, hashes))
         result: list[tuple[str, float]] = []
         for hashed, (_, until), sealed in zip(hashes, entries, sealed_subjects, strict=True):
             subject = self._open_subject(hashed, sealed)

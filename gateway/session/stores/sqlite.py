@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.observability.throttle import log_throttled
 from gateway.session.model import Session, SessionStoreUnavailable, decode_session, encode_session
 from gateway.storage.sqlite import use_wal, when_not_busy
 
@@ -103,7 +104,14 @@ class SqliteSessionStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except (sqlite3.Error, OSError) as error:  # OSError: cannot create the directory
-            log.warning("session store: sqlite %s: %s: %s", self._path, type(error).__name__, error)
+            log_throttled(
+                log,
+                ("sqlite", type(error)),
+                "session store: sqlite %s: %s: %s",
+                self._path,
+                type(error).__name__,
+                error,
+            )
             raise SessionStoreUnavailable() from None
         except RuntimeError:  # the executor was shut down by close()
             raise SessionStoreUnavailable() from None

@@ -1,0 +1,353 @@
+"""Connection limits for ``gateway serve``: what uvicorn leaves unguarded.
+
+uvicorn with httptools (what ``uvicorn[standard]`` selects) has
+
+* no limit on the size of a request's headers: llhttp and httptools buffer a header of any
+  length (h11's ``h11_max_incomplete_event_size`` applies to the h11 implementation only);
+* no deadline for a request that never finishes arriving: its keep-alive timer starts only
+  after a response, and any byte received cancels it, so a client that sends its headers a
+  byte at a time (slowloris), or connects and sends nothing, keeps its connection forever;
+* a ``limit_concurrency`` that counts idle keep-alive connections: once enough clients sit
+  idle, every request is answered 503 until they leave. Without it, connections grow until
+  the process runs out of file descriptors, and then new ones are dropped at accept.
+
+:class:`LimitedHttpProtocol` adds the three: at most ``max_header_size`` bytes of request
+line and headers (else 431); a request must arrive whole within ``request_timeout`` of its
+first byte, and a connection with nothing under way is closed after ``idle_timeout``; at
+most ``max_connections`` connections, where a new one closes the longest-idle connection to
+make room, and is answered 503 only when every connection is busy. The limit is sized below
+the open-files limit (:func:`connection_budget`), which :func:`raise_open_files_limit` raises
+to its hard maximum at start-up, so the gateway never runs out of file descriptors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import resource
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from gateway.observability.throttle import log_throttled
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+__all__ = [
+    "ConnectionLimits",
+    "LimitedHttpProtocol",
+    "ServerConfig",
+    "connection_budget",
+    "raise_open_files_limit",
+]
+
+log = logging.getLogger("gateway.server")
+
+_BASE_RESERVE = 128
+"""File descriptors kept for everything but client connections and pools: the listening
+socket, the event loop's own, standard streams, SQLite files (database, WAL, shared memory
+per connection), watched policy and users files, JWKS and other outbound HTTP clients."""
+
+_CLOSE_GRACE = 1.0
+"""Seconds a closing connection may take to flush its last bytes before it is aborted (a
+client that does not read must not keep the descriptor)."""
+
+_DEFAULT_MAX_CONNECTIONS = 10_000
+"""The default limit however many descriptors there are: containers often allow a million,
+and memory (some 5 KiB per idle connection, 20 KiB per busy one) runs out first."""
+
+_MAX_SOFT_LIMIT = 1 << 20
+"""Never ask for more than this (Linux's default fs.nr_open) when the hard limit is
+unlimited."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What one server process allows its clients."""
+
+    max_header_size: int = 64 * 1024
+    request_timeout: float = 10.0
+    idle_timeout: float = 5.0
+    max_connections: int = 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings, max_connections: int) -> ConnectionLimits:
+        server = settings.server
+        return cls(
+            max_header_size=server.max_header_size,
+            request_timeout=server.request_timeout,
+            idle_timeout=server.idle_timeout,
+            max_connections=max_connections,
+        )
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the soft limit now in force.
+
+    Where the raise is not allowed (a seccomp filter such as systemd's ``@resources``, which
+    the shipped unit denies because it sets ``LimitNOFILE=`` itself), the limit stays as it
+    is: the connection limit is sized from whatever is in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _MAX_SOFT_LIMIT if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError) as error:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, error)
+        else:
+            soft = target
+    return _MAX_SOFT_LIMIT if soft == resource.RLIM_INFINITY else soft
+
+
+def _descriptor_reserve(settings: Settings) -> int:
+    """Descriptors the gateway may hold besides client connections: fixed needs plus pools."""
+    reserve = _BASE_RESERVE
+    if settings.storage.postgres is not None and settings.storage.type == "postgres":
+        reserve += settings.storage.postgres.pool_size
+    if settings.authentication.ldap is not None and settings.authentication.backend == "ldap":
+        reserve += settings.authentication.ldap.pool_size
+    redis_clients = (settings.session.store == "redis") + (
+        settings.credentials.rate_limits.store == "redis"
+    )
+    reserve += redis_clients * settings.session.redis.pool_size
+    return reserve
+
+
+def connection_budget(settings: Settings, open_files: int) -> tuple[int, str | None]:
+    """The connection limit for ``open_files`` descriptors, and a warning if the configured
+    ``server.limit_concurrency`` had to be lowered to fit."""
+    reserve = _descriptor_reserve(settings)
+    # A small limit (a test, a tiny container) still leaves a quarter for connections.
+    budget = max(open_files - reserve, open_files // 4, 1)
+    configured = settings.server.limit_concurrency
+    if configured is None:
+        return min(budget, _DEFAULT_MAX_CONNECTIONS), None
+    if configured <= budget:
+        return configured, None
+    return budget, (
+        f"server.limit_concurrency {configured} does not fit the open-files limit "
+        f"{open_files} (of which {reserve} are kept for stores and files); using {budget}: "
+        "raise LimitNOFILE (systemd) or the container's nofile ulimit"
+    )
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's configuration plus :class:`ConnectionLimits`, for :class:`LimitedHttpProtocol`.
+
+    A module-level class, so that ``--workers`` (which pickles the configuration into each
+    worker process) carries the limits along.
+    """
+
+    def __init__(self, app: str, *, limits: ConnectionLimits, **options: Any) -> None:
+        super().__init__(
+            app,
+            http=LimitedHttpProtocol,
+            # uvicorn's own check counts idle connections; the protocol enforces the limit.
+            limit_concurrency=None,
+            # uvicorn takes whole seconds; the protocol uses the same value for new
+            # connections as uvicorn does after a response.
+            timeout_keep_alive=max(1, math.ceil(limits.idle_timeout)),
+            # The gateway serves no WebSocket: an Upgrade is an ordinary request.
+            ws="none",
+            **options,
+        )
+        self.limits = limits
+
+
+class _Connections:
+    """The connections of one server, shared by its protocol instances."""
+
+    def __init__(self) -> None:
+        self.idle: dict[LimitedHttpProtocol, None] = {}
+        """Connections with nothing under way, longest idle first (dicts keep order)."""
+        self.closing = 0
+        """Connections closed by a limit but not yet gone (their descriptors are freed on the
+        loop's next turn); not counted against the limit, so one arrival evicts one."""
+
+
+_servers: weakref.WeakKeyDictionary[ServerState, _Connections] = weakref.WeakKeyDictionary()
+
+
+def _response(status: int, reason: str) -> bytes:
+    body = reason.encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode() + body
+
+
+_TOO_LARGE = _response(431, "Request Header Fields Too Large")
+_TIMED_OUT = _response(408, "Request Timeout")
+_BUSY = _response(503, "Service Unavailable")
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header, time and connection limits (module docs)."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._limits = config.limits if isinstance(config, ServerConfig) else ConnectionLimits()
+        table = _servers.get(server_state)
+        if table is None:
+            table = _servers[server_state] = _Connections()
+        self._table = table
+        self._deadline: asyncio.TimerHandle | None = None
+        self._abort_later: asyncio.TimerHandle | None = None
+        self._in_headers = True  # the next bytes are a request line or headers
+        self._header_bytes = 0
+        self._closed_by_limit = False
+
+    # -- connection life ------------------------------------------------------------------
+
+    def connection_made(  # type: ignore[override]  # uvicorn narrows the transport type
+        self, transport: asyncio.Transport
+    ) -> None:
+        super().connection_made(transport)
+        table = self._table
+        excess = len(self.connections) - table.closing - self._limits.max_connections
+        while excess > 0 and table.idle:
+            next(iter(table.idle))._close_by_limit(None)
+            excess -= 1
+        if excess > 0:
+            log_throttled(
+                log,
+                "busy",
+                "%d connections, all busy (server.limit_concurrency): answering 503",
+                self._limits.max_connections,
+            )
+            self._close_by_limit(_BUSY)
+            return
+        table.idle[self] = None
+        # uvicorn arms its keep-alive timer only after a response; a connection that never
+        # sends a request would otherwise stay open for good.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._table.idle.pop(self, None)
+        if self._closed_by_limit:
+            self._closed_by_limit = False
+            self._table.closing -= 1
+        for handle in (self._deadline, self._abort_later):
+            if handle is not None:
+                handle.cancel()
+        self._deadline = self._abort_later = None
+        super().connection_lost(exc)
+
+    def _close_by_limit(self, answer: bytes | None) -> None:
+        """Close this connection, first writing ``answer`` if no response is under way."""
+        if self._closed_by_limit:
+            return
+        self._closed_by_limit = True
+        self._table.closing += 1
+        self._table.idle.pop(self, None)
+        self._unset_keepalive_if_required()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if answer is not None and (self.cycle is None or self.cycle.response_complete):
+            self.transport.write(answer)
+        self.transport.close()
+        self._abort_later = self.loop.call_later(_CLOSE_GRACE, self.transport.abort)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed_by_limit:
+            return  # answered already; the rest of the request is of no interest
+        self._table.idle.pop(self, None)
+        if self._deadline is None:
+            # Bytes of a request have started to arrive (or only line breaks: those count
+            # too, or a client could trickle them forever).
+            self._deadline = self.loop.call_later(
+                self._limits.request_timeout, self._request_timed_out
+            )
+        while data:
+            if self._in_headers:
+                # Feed at most what the header budget allows, so a huge header is refused
+                # before it is buffered, while a body in the same packet is not counted.
+                budget = self._limits.max_header_size - self._header_bytes
+                if budget <= 0:
+                    log_throttled(
+                        log,
+                        "too-large",
+                        "request headers over %d bytes (server.max_header_size): 431",
+                        self._limits.max_header_size,
+                        level=logging.INFO,
+                    )
+                    self._close_by_limit(_TOO_LARGE)
+                    return
+                if len(data) > budget:
+                    piece, data = data[:budget], data[budget:]
+                else:
+                    piece, data = data, b""
+                self._header_bytes += len(piece)
+            else:
+                # A body, perhaps followed by the start of a pipelined request, whose header
+                # bytes are then counted from the next packet on (at most one packet late).
+                piece, data = data, b""
+            super().data_received(piece)
+            if self.transport.is_closing():
+                return  # uvicorn answered 400 to a malformed request
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # a pipelined request, begun within an earlier packet
+            self._deadline = self.loop.call_later(
+                self._limits.request_timeout, self._request_timed_out
+            )
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # The whole request is in: from here on the application's own deadlines apply.
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._in_headers = True
+        self._header_bytes = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if (
+            not self.transport.is_closing()
+            and self._deadline is None
+            and not self.pipeline
+            and (self.cycle is None or self.cycle.response_complete)
+        ):
+            self._table.idle.pop(self, None)
+            self._table.idle[self] = None  # now the most recently idle
+
+    def _request_timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        log_throttled(
+            log,
+            "timeout",
+            "a request did not arrive within %gs (server.request_timeout): connection closed",
+            self._limits.request_timeout,
+            level=logging.INFO,
+        )
+        # While still in the headers, no application has seen the request: say why. In the
+        # body, the application is waiting for it and gets a disconnect instead.
+        self._close_by_limit(_TIMED_OUT if self._in_headers else None)
