@@ -529,13 +529,16 @@ def load_bytes(data: bytes, file: str, *, environ: Mapping[str, str] | None = No
     return load_text(decode(data, file), file, environ=environ)
 
 
-def read_file(path: str | Path, *, referenced_at: Position | None = None) -> bytes:
+def read_file(
+    path: str | Path, *, referenced_at: Position | None = None, label: str | None = None
+) -> bytes:
     """A file's bytes; a missing or unreadable file is a :class:`ConfigError`.
 
     ``referenced_at`` is where the file is named (a line of ``gateway.yml``): the issue then
-    points there, which is where the fix goes.
+    points there, which is where the fix goes. ``label`` replaces the bare path at the start
+    of the message (``users file /etc/gateway/users.yml: file not found``).
     """
-    name = str(path)
+    name = label or str(path)
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
