@@ -1,6 +1,6 @@
 """The YAML loader is total: every input is a value or a ConfigError whose issues all have a
-position. Fuzzed over every loader built on it (settings, policy, users file), plus the
-inputs that used to escape as tracebacks."""
+position. Fuzzed over every loader built on it (settings with the start-up validation,
+policy, users file), plus the inputs that used to escape as tracebacks."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gateway.identity.users_file import parse_users
 from gateway.policy import compile_documents, load_policy
 from gateway.security.crypto import generate_key
 from gateway.settings import load_settings_with_warnings
+from gateway.validation import validate
 from gateway.yaml_source import MAX_ALIAS_VALUES, MAX_DEPTH, ConfigError, load_text
 
 KEY = generate_key()
@@ -396,23 +397,54 @@ FUZZ = settings(
 )
 
 
-def assert_positioned(error: ConfigError, file: str) -> None:
+def assert_positioned(error: ConfigError, *files: str) -> None:
     for issue in error.issues:
         assert issue.position is not None, f"issue without a position: {issue}"
-        assert issue.position.file == file, str(issue)
+        assert issue.position.file in files, str(issue)
         assert issue.position.line >= 1 and issue.position.column >= 1, str(issue)
+
+
+LDAP_SETTINGS_BASE: Tree = {
+    **SETTINGS_BASE,
+    "authentication": {
+        "backend": "ldap",
+        "ldap": {
+            "urls": ["ldap://127.0.0.1:9"],
+            "base_dn": "dc=example,dc=com",
+            "users_filter": "'(&({username_attribute}={input})(objectClass=person))'",
+            "start_tls": "true",
+            "ca_certificate": "users.yml",
+        },
+    },
+}
+
+
+def check_settings(text: str) -> None:
+    """Load ``text`` as gateway.yml (next to a valid policy and users file) and validate
+    it as start-up would: a value, or ConfigError issues with positions."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "gateway.yml"
+        path.write_text(text, encoding="utf-8")
+        (Path(directory) / "policy.yml").write_text(_render(POLICY_BASE, [], []) + "\n")
+        (Path(directory) / "users.yml").write_text(_render(USERS_BASE, [], []) + "\n")
+        try:
+            settings, _ = load_settings_with_warnings(path, environ={"SET": "value"})
+            validate(settings)
+        except ConfigError as error:
+            files = {str(Path(directory) / name) for name in ("gateway.yml", "policy.yml")}
+            assert_positioned(error, *files, str(Path(directory) / "users.yml"))
 
 
 @FUZZ
 @given(yaml_documents(SETTINGS_BASE))
 def test_settings_loader_never_crashes(text: str) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "gateway.yml"
-        path.write_text(text, encoding="utf-8")
-        try:
-            load_settings_with_warnings(path, environ={"SET": "value"})
-        except ConfigError as error:
-            assert_positioned(error, str(path))
+    check_settings(text)
+
+
+@FUZZ
+@given(yaml_documents(LDAP_SETTINGS_BASE))
+def test_settings_loader_with_ldap_never_crashes(text: str) -> None:
+    check_settings(text)
 
 
 @FUZZ
