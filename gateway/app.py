@@ -25,7 +25,6 @@ from gateway.identity.second_factor import SecondFactor
 from gateway.observability.logging import configured_secrets, register_secrets
 from gateway.observability.metrics import Metrics
 from gateway.policy.engine import PolicyEngine
-from gateway.policy.reload import PolicyWatcher
 from gateway.portal.routes import portal_routes
 from gateway.runtime import Runtime
 from gateway.security.crypto import Keyring
@@ -34,6 +33,7 @@ from gateway.session.manager import SessionManager
 from gateway.session.stores import open_session_store
 from gateway.settings import Settings, load_settings
 from gateway.storage import open_storage
+from gateway.validation import validate
 
 __all__ = ["build_runtime", "close_runtime", "create_app", "create_app_from_environment"]
 
@@ -41,12 +41,13 @@ log = logging.getLogger("gateway")
 
 
 async def build_runtime(settings: Settings) -> Runtime:
-    """Open every component; raises ConfigError if the policy cannot be loaded."""
+    """Open every component; raises ConfigError when :func:`validate` (what ``gateway
+    check`` runs) finds a problem, before anything is opened."""
     # Before anything can log: a secret that slips into a message comes out as [redacted].
     register_secrets(configured_secrets(settings))
     keyring = Keyring.from_texts(settings.secrets.encryption_keys)
     hash_key = settings.secrets.hash_key.encode()
-    policy = PolicyWatcher(settings.policy.files, interval=settings.policy.reload_interval)
+    policy = (await asyncio.to_thread(validate, settings)).policy
     opened: list[Any] = [policy]
     try:
         storage = await open_storage(settings)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.policy import load_policy
 from gateway.settings import load_settings_with_warnings
+from gateway.validation import validate
 from gateway.yaml_source import ConfigError, Issue
 
 __all__ = ["add_arguments", "run"]
@@ -33,29 +33,23 @@ def _print_issues(kind: str, issues: list[Issue]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit 0 when the configuration, policies and users file are valid, 1 otherwise."""
+    """Exit 0 when the configuration and everything it points at is valid, 1 otherwise.
+
+    Runs :func:`gateway.validation.validate`, exactly what start-up runs before it opens
+    any connection.
+    """
     warnings: list[Issue] = []
     try:
         settings, warnings = load_settings_with_warnings(args.config)
-        engine = load_policy(settings.policy.files)
-        warnings.extend(engine.warnings)
-        if settings.authentication.backend == "file" and settings.authentication.file is not None:
-            from gateway.identity.users_file import load_users
-
-            load_users(settings.authentication.file.path)
-        # Reads CA bundles and key files named under credentials (no network, no storage).
-        from gateway.credentials.authenticator import CredentialsConfigError, MachineAuthenticator
-
-        try:
-            MachineAuthenticator.from_settings(settings)
-        except CredentialsConfigError as error:
-            raise ConfigError([Issue(None, f"{args.config}: {error}")]) from None
+        validated = validate(settings)
     except ConfigError as error:
-        _print_issues("warning", warnings or error.warnings)
+        _print_issues("warning", [*warnings, *error.warnings])
         _print_issues("error", error.issues)
         print(f"{args.config}: {len(error.issues)} error(s); the gateway would refuse to start.")
         return 1
+    warnings.extend(validated.warnings)
     _print_issues("warning", warnings)
+    engine = validated.policy.current
     rules = len(engine.rules)
     print(
         f"{args.config}: OK ({rules} rule{'s' if rules != 1 else ''} from "

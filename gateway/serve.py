@@ -9,7 +9,8 @@ import sys
 
 from gateway.observability.logging import configure_logging, configured_secrets, register_secrets
 from gateway.settings import load_settings_with_warnings
-from gateway.yaml_source import ConfigError
+from gateway.validation import validate
+from gateway.yaml_source import ConfigError, Issue
 
 __all__ = ["add_arguments", "run"]
 
@@ -39,9 +40,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"error: pass --config FILE or set {CONFIG_ENV}", file=sys.stderr)
         return 2
+    warnings: list[Issue] = []
     try:
         settings, warnings = load_settings_with_warnings(args.config)
+        # What start-up would find (and `gateway check` reports), said here without a
+        # traceback, before uvicorn starts.
+        warnings.extend(validate(settings).warnings)
     except ConfigError as error:
+        for issue in [*warnings, *error.warnings]:
+            print(f"warning: {issue}", file=sys.stderr)
         for issue in error.issues:
             print(f"error: {issue}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 import stat
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -33,7 +35,15 @@ from pydantic import (
 )
 
 from gateway.security.crypto import InvalidKeyError, parse_key
-from gateway.yaml_source import ConfigError, Document, Issue, YamlPath, default_environ, load_file
+from gateway.yaml_source import (
+    ConfigError,
+    Document,
+    Issue,
+    Position,
+    YamlPath,
+    default_environ,
+    load_file,
+)
 
 __all__ = [
     "AuthenticationSettings",
@@ -84,14 +94,20 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 1h or 1M")
     if isinstance(value, int | float):
-        if value < 0:
+        seconds = float(value) if isinstance(value, float) or abs(value) < 2**63 else math.inf
+        if not math.isfinite(seconds):  # .inf / .nan would overflow cookie ages and timers
+            raise ValueError("a duration must be a finite number of seconds")
+        if seconds < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return seconds
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a duration such as 30s, 5m, 1h or 1M")
     text = value.strip()
-    if text.isdigit():
-        return float(text)
+    if text.isascii() and text.isdigit():
+        total = float(text)
+        if not math.isfinite(total):
+            raise ValueError(f"'{text[:40]}' is too large for a duration")
+        return total
     total = 0.0
     position = 0
     while position < len(text):
@@ -104,13 +120,23 @@ def parse_duration(value: Any) -> float:
         factor = _DURATION_UNITS.get(unit, _DURATION_UNITS.get(unit.lower(), 1))
         total += float(match.group(1)) * factor
         position = match.end()
+    if not math.isfinite(total):
+        raise ValueError(f"'{text[:40]}' is too large for a duration")
     return total
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-ConfigPath = Annotated[Path, AfterValidator(lambda path: path.expanduser())]
+def _config_path(path: Path) -> Path:
+    # open() and stat() raise ValueError, not OSError, for a NUL byte: refuse it here, where
+    # the error can still name the line.
+    if "\0" in str(path):
+        raise ValueError("a path cannot contain a NUL byte")
+    return path.expanduser()
+
+
+ConfigPath = Annotated[Path, AfterValidator(_config_path)]
 """A path; relative ones are resolved against the configuration file's directory on load."""
 
 
@@ -715,6 +741,15 @@ class Settings(_Section):
     credentials: CredentialsSettings = CredentialsSettings()
     source: Path | None = Field(default=None, exclude=True)
     """The file this configuration was read from (set by the loader)."""
+    _document: Document | None = PrivateAttr(default=None)
+
+    def position(self, option: YamlPath) -> Position | None:
+        """Where ``option`` (``("policy", "files", 0)``) is written in the file, or its
+        nearest written ancestor (the file's start for a default); None when these settings
+        were not loaded from a file. Lets checks that run after loading (does the users
+        file exist? does the LDAP filter parse?) point at the line to fix.
+        """
+        return self._document.position(option) if self._document is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,6 +781,9 @@ def _read_secret_files(
         if not isinstance(value, str) or not value:
             issues.append(document.issue(child, f"'{key}' must be the path of a file"))
             continue
+        if "\0" in value:
+            issues.append(document.issue(child, f"'{key}': a path cannot contain a NUL byte"))
+            continue
         secret_path = Path(value)
         if not secret_path.is_absolute() and document.file:
             secret_path = Path(document.file).resolve().parent / secret_path
@@ -753,9 +791,11 @@ def _read_secret_files(
             mode = secret_path.stat().st_mode
             content = secret_path.read_text(encoding="utf-8")
         except OSError as error:
-            issues.append(
-                document.issue(child, f"cannot read secret file {value}: {error.strerror}")
-            )
+            reason = error.strerror or str(error)
+            issues.append(document.issue(child, f"cannot read secret file {value}: {reason}"))
+            continue
+        except UnicodeDecodeError:
+            issues.append(document.issue(child, f"secret file {value} is not UTF-8 text"))
             continue
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             warnings.append(
@@ -767,6 +807,9 @@ def _read_secret_files(
             )
         lines = [line.strip() for line in content.splitlines() if line.strip()]
         result[name] = lines if _is_list_option((*path, name)) else content.rstrip("\r\n")
+        # Problems with the value read point at the NAME_file line that supplied it.
+        document.positions[(*path, name)] = document.position(child)
+        document.key_positions[(*path, name)] = document.key_position(child)
     return result
 
 
@@ -886,8 +929,11 @@ def load_settings_with_warnings(
         settings = Settings.model_validate(data, context={"environ": env})
     except ValidationError as error:
         raise ConfigError(validation_issues(document, error), warnings=warnings) from None
-    settings = _resolve_paths(settings, base_dir)
-    return settings.model_copy(update={"source": Path(path).resolve()}), warnings
+    settings = _resolve_paths(settings, base_dir).model_copy(
+        update={"source": Path(path).resolve()}
+    )
+    settings._document = document
+    return settings, warnings
 
 
 def load_settings(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Settings:

@@ -191,3 +191,48 @@ def test_process_environment_is_used_by_default(
     text = MINIMAL + "server:\n  port: ${GW_TEST_PORT}\n"
     assert load_settings(write(tmp_path, text)).server.port == 7000
     assert os.environ["GW_TEST_PORT"] == "7000"
+
+
+def test_nul_bytes_in_paths_are_positioned_errors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL.replace(f"hash_key: {HASH_KEY}", 'hash_key_file: "/run/a\\0b"').replace(
+            "files: [policy.yml]", 'files: ["pol\\0icy.yml"]'
+        ),
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [str(issue) for issue in caught.value.issues] == [
+        f"{path}:3:18: 'hash_key_file': a path cannot contain a NUL byte"
+    ]
+    path = write(tmp_path, MINIMAL.replace("files: [policy.yml]", 'files: ["pol\\0icy.yml"]'))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert [str(issue) for issue in caught.value.issues] == [
+        f"{path}:5:11: policy.files.0: a path cannot contain a NUL byte"
+    ]
+
+
+def test_a_secret_file_that_is_not_text_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "hash").write_bytes(b"\xff\xfe" + b"k" * 40)
+    path = write(tmp_path, MINIMAL.replace(f"hash_key: {HASH_KEY}", "hash_key_file: hash"))
+    with pytest.raises(ConfigError, match=r"gateway.yml:3:18: secret file hash is not UTF-8"):
+        load_settings(path)
+
+
+def test_a_value_from_a_secret_file_is_positioned_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "hash").write_text("short\n")
+    (tmp_path / "hash").chmod(0o600)
+    path = write(tmp_path, MINIMAL.replace(f"hash_key: {HASH_KEY}", "hash_key_file: hash"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value) == (
+        f"{path}:3:18: secrets.hash_key: String should have at least 32 characters"
+    )
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".nan", "9" * 300, "9" * 400 + "s"])
+def test_durations_must_be_finite(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, MINIMAL + f"regulation:\n  ban_time: {text}\n")
+    with pytest.raises(ConfigError, match=r"yml:11:13: regulation.ban_time: .*(finite|too large)"):
+        load_settings(path)

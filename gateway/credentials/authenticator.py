@@ -83,7 +83,15 @@ _REALM = 'Bearer realm="gateway"'
 
 
 class CredentialsConfigError(ValueError):
-    """A file the credentials settings point at cannot be used; the message names the option."""
+    """A file the credentials settings point at cannot be used; the message names the option.
+
+    ``option`` is that option's path in ``gateway.yml`` (``("credentials", "issuers", 0)``),
+    so that ``gateway check`` and start-up can point at its line.
+    """
+
+    def __init__(self, message: str, *, option: tuple[str | int, ...] = ("credentials",)) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +287,8 @@ class MachineAuthenticator:
                 )
             except CertificateConfigError as error:
                 raise CredentialsConfigError(
-                    f"credentials.client_certificates.ca_bundle: {error}"
+                    f"credentials.client_certificates.ca_bundle: {error}",
+                    option=("credentials", "client_certificates", "ca_bundle"),
                 ) from None
         issuers: list[JwtIssuer] = []
         for index, issuer in enumerate(settings.issuers):
@@ -287,7 +296,8 @@ class MachineAuthenticator:
                 issuers.append(JwtIssuer.from_settings(issuer, transport=jwks_transport))
             except ValueError as error:
                 raise CredentialsConfigError(
-                    f"credentials.issuers.{index} ({issuer.name}): {error}"
+                    f"credentials.issuers.{index} ({issuer.name}): {error}",
+                    option=("credentials", "issuers", index),
                 ) from None
         self.tokens = JwtVerifier(issuers, clock=clock)
         self._default_networks = AddressSet(settings.default_networks)

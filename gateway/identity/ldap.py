@@ -54,7 +54,7 @@ from gateway.identity.model import DirectoryUnavailable, User
 from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import random_token
 from gateway.settings import LdapSettings
-from gateway.yaml_source import ConfigError, Issue
+from gateway.yaml_source import ConfigError, Issue, Position, read_file
 
 __all__ = ["LdapBackend", "LdapConfig"]
 
@@ -130,8 +130,14 @@ class LdapConfig:
     refresh_interval: float
 
     @classmethod
-    def from_settings(cls, settings: LdapSettings) -> LdapConfig:
-        """Apply the preset to options left unset; raises :class:`ConfigError` on bad filters."""
+    def from_settings(
+        cls, settings: LdapSettings, *, where: Callable[[str], Position | None] | None = None
+    ) -> LdapConfig:
+        """Apply the preset to options left unset; raises :class:`ConfigError` on bad filters.
+
+        ``where(option)`` gives the position of an ``authentication.ldap`` option in
+        ``gateway.yml``, for issues that point at the line to fix.
+        """
         preset = PRESETS[settings.implementation]
         explicit = settings.model_fields_set
         explicit_attributes = settings.attributes.model_fields_set
@@ -156,34 +162,49 @@ class LdapConfig:
         group_search_mode = str(option("group_search_mode"))
         issues: list[Issue] = []
 
-        def problem(message: str) -> None:
-            issues.append(Issue(None, f"authentication.ldap: {message}"))
+        def problem(message: str, option: str) -> None:
+            position = where(option) if where is not None else None
+            issues.append(Issue(position, f"authentication.ldap: {message}"))
 
         for name, value in attributes.items():
             users_filter = users_filter.replace("{" + name + "}", value)
         unknown = placeholders(users_filter) - {"input"}
         if "input" not in placeholders(users_filter):
-            problem(f"users_filter {users_filter!r} must contain {{input}} (the username typed)")
+            problem(
+                f"users_filter {users_filter!r} must contain {{input}} (the username typed)",
+                "users_filter",
+            )
         if unknown:
             names = ", ".join(sorted("{" + name + "}" for name in unknown))
             problem(
                 f"users_filter has unknown placeholders {names} (known: {{input}}, "
-                "{username_attribute}, {mail_attribute}, {display_name_attribute})"
+                "{username_attribute}, {mail_attribute}, {display_name_attribute})",
+                "users_filter",
             )
         elif reason := filter_problem(render(users_filter, {"input": "x"})):
-            problem(f"users_filter {users_filter!r} is not a valid LDAP filter ({reason})")
+            problem(
+                f"users_filter {users_filter!r} is not a valid LDAP filter ({reason})",
+                "users_filter",
+            )
         if group_search_mode == "filter":
             group_placeholders = placeholders(groups_filter)
             if group_placeholders - {"dn", "username", "input"}:
                 problem(
-                    f"groups_filter {groups_filter!r} may only use {{dn}}, {{username}}, {{input}}"
+                    f"groups_filter {groups_filter!r} may only use {{dn}}, {{username}}, {{input}}",
+                    "groups_filter",
                 )
             elif not group_placeholders:
-                problem(f"groups_filter {groups_filter!r} must contain {{dn}} or {{username}}")
+                problem(
+                    f"groups_filter {groups_filter!r} must contain {{dn}} or {{username}}",
+                    "groups_filter",
+                )
             elif reason := filter_problem(
                 render(groups_filter, {"dn": "cn=x", "username": "x", "input": "x"})
             ):
-                problem(f"groups_filter {groups_filter!r} is not a valid LDAP filter ({reason})")
+                problem(
+                    f"groups_filter {groups_filter!r} is not a valid LDAP filter ({reason})",
+                    "groups_filter",
+                )
         if issues:
             raise ConfigError(issues)
         return cls(
@@ -575,6 +596,21 @@ class _Directory:
 # --------------------------------------------------------------------------------------------
 
 
+def read_ca_certificate(config: LdapConfig, *, referenced_at: Position | None = None) -> str | None:
+    """The PEM text of ``ca_certificate`` when it is used (blocking); raises
+    :class:`ConfigError`. ``referenced_at`` is the option's line in ``gateway.yml``."""
+    if config.ca_certificate is None or config.tls_skip_verify:
+        return None
+    path = config.ca_certificate
+    label = f"authentication.ldap.ca_certificate {path}"
+    try:
+        return read_file(path, referenced_at=referenced_at, label=label).decode("ascii")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            [Issue(referenced_at, f"{label}: not a PEM file (it is not ASCII text)")]
+        ) from None
+
+
 def _tls(config: LdapConfig, ca_data: str | None) -> ldap3.Tls | None:
     secure = config.start_tls or any(url.startswith("ldaps://") for url in config.urls)
     if not secure:
@@ -619,16 +655,7 @@ class LdapBackend:
         return self.config.refresh_interval
 
     async def start(self) -> None:
-        ca_data = None
-        if self.config.ca_certificate is not None and not self.config.tls_skip_verify:
-            path = self.config.ca_certificate
-            try:
-                ca_data = await asyncio.to_thread(path.read_text, encoding="ascii")
-            except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or str(error)
-                raise ConfigError(
-                    [Issue(None, f"authentication.ldap.ca_certificate {path}: {reason}")]
-                ) from None
+        ca_data = await asyncio.to_thread(read_ca_certificate, self.config)
         self._directory = _Directory(self.config, _tls(self.config, ca_data))
         self._executor = ThreadPoolExecutor(self.config.pool_size, thread_name_prefix="ldap")
         self._probe = asyncio.create_task(self._check_reachable(), name="ldap start-up probe")

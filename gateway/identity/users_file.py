@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import difflib
 import logging
-import os
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from typing import Any
 
 from gateway.identity.model import User
 from gateway.identity.passwords import PasswordVerifier, hash_problem
-from gateway.yaml_source import ConfigError, Document, Issue, load_file
+from gateway.stable_files import Snapshot, StableFiles
+from gateway.yaml_source import ConfigError, Document, Issue, load_bytes, load_file
 
 __all__ = [
     "UserRecord",
@@ -205,20 +205,15 @@ def load_users(path: str | Path) -> dict[str, UserRecord]:
     return parse_users(load_file(path, environ=None))
 
 
-def _signature(path: Path) -> tuple[int, int, int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_mtime_ns, info.st_size, info.st_ino, info.st_dev)
-
-
 class UsersFileBackend:
     """:class:`~gateway.identity.model.UserBackend` over a users file.
 
     ``start()`` fails with :class:`ConfigError` when the file is unusable. Afterwards the file
-    is polled every ``poll_interval`` seconds; a new version that does not validate is logged
-    (file:line) and the last good users stay in force.
+    is polled every ``poll_interval`` seconds; a new version is applied once it has settled
+    (read unchanged on ``settle_polls`` consecutive polls, see :mod:`gateway.stable_files`),
+    so a file caught half-written (a user who has lost their ``disabled: true`` line) is
+    never in force. A version that does not validate is logged (file:line) and the last good
+    users stay in force.
     """
 
     def __init__(
@@ -228,13 +223,14 @@ class UsersFileBackend:
         watch: bool = True,
         poll_interval: float = 2.0,
         verifier: PasswordVerifier | None = None,
+        settle_polls: int = 2,
     ) -> None:
         self.path = Path(path)
         self._watch_enabled = watch
         self._poll_interval = poll_interval
         self._verifier = verifier or PasswordVerifier()
         self._records: Mapping[str, UserRecord] = {}
-        self._signature: tuple[int, int, int, int] | None = None
+        self._files = StableFiles([self.path], settle_polls=settle_polls)
         self._task: asyncio.Task[None] | None = None
         self.generation = 0
         """Moves on with every load that took effect (see ``model.Generational``)."""
@@ -245,7 +241,8 @@ class UsersFileBackend:
         return tuple(self._records)
 
     async def start(self) -> None:
-        self._records, self._signature = await asyncio.to_thread(self._load)
+        snapshot = await asyncio.to_thread(self._files.read_now)
+        self._records = await asyncio.to_thread(self._parse, snapshot)
         self.generation += 1
         logger.info("users file %s: %d users", self.path, len(self._records))
         if self._watch_enabled and self._task is None:
@@ -280,34 +277,33 @@ class UsersFileBackend:
         return record.user
 
     async def reload(self) -> bool:
-        """Re-read the file if it changed; False (and a logged error) if the new one is bad."""
-        signature = await asyncio.to_thread(_signature, self.path)
-        if signature is None:
-            if self._signature is not None:
-                logger.error("users file %s is missing; keeping the previous users", self.path)
-                self._signature = None
-            return False
-        if signature == self._signature:
-            return True
+        """One poll: apply a changed version once it has settled; False (and a logged error)
+        when the new version is bad (it is not tried again until it changes)."""
+        snapshot = await asyncio.to_thread(self._files.poll)
+        if snapshot is None:
+            return True  # unchanged, or still settling
         try:
-            records, signature = await asyncio.to_thread(self._load)
+            records = await asyncio.to_thread(self._parse, snapshot)
         except ConfigError as error:
-            self._signature = signature  # report a bad version once, not every poll
             logger.error("users file not reloaded, keeping the previous users:\n%s", error)
             return False
-        self._records, self._signature = records, signature
+        self._records = records
         # Passwords, disabled flags or whole users may differ now: what was remembered about
         # them (a checked Basic password) must be checked again.
         self.generation += 1
         logger.info("users file %s reloaded: %d users", self.path, len(records))
         return True
 
-    def _load(self) -> tuple[dict[str, UserRecord], tuple[int, int, int, int] | None]:
-        # The signature is taken before reading: a write racing the read is seen next poll.
-        signature = _signature(self.path)
-        records = load_users(self.path)
+    def _parse(self, snapshot: Snapshot) -> dict[str, UserRecord]:
+        """The users in exactly the bytes of ``snapshot`` (blocking: argon2 cost probe)."""
+        version = snapshot.files[0]
+        if version.error is not None:
+            raise version.error
+        assert version.data is not None
+        # No ${ENV} interpolation: argon2 hashes are full of '$'.
+        records = parse_users(load_bytes(version.data, str(self.path), environ=None))
         self._verifier.match_cost_of(record.password_hash for record in records.values())
-        return records, signature
+        return records
 
     async def _poll(self) -> None:
         while True:

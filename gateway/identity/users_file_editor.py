@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from gateway.identity.users_file import UserRecord, parse_users
-from gateway.yaml_source import ConfigError, load_text
+from gateway.yaml_source import ConfigError, decode, load_text
 
 __all__ = ["UsersFileEditor", "write_atomically"]
 
@@ -49,12 +49,12 @@ class UsersFileEditor:
         """Read and validate ``path``; a missing file is an error unless ``create``."""
         target = Path(path)
         try:
-            text = target.read_text(encoding="utf-8")
+            data = target.read_bytes()
         except FileNotFoundError:
             if not create:
                 raise
             return cls(target, _NEW_FILE_HEADER + "users: {}\n", exists=False)
-        return cls(target, text, exists=True)
+        return cls(target, decode(data, str(target)), exists=True)  # bad UTF-8: ConfigError
 
     @property
     def users(self) -> dict[str, Any]:

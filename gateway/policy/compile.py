@@ -133,6 +133,10 @@ class PolicyCompiler:
         self._environ = environ
         self._networks: dict[str, tuple[tuple[IPNetwork, ...], Position]] = {}
         self._default: tuple[Level, Position] | None = None
+        # Where to point when something is missing rather than wrong: the first
+        # 'access_control' key seen, else the start of the first file.
+        self._missing_at: Position | None = None
+        self._access_control_seen = False
         self._rules: list[tuple[Document, YamlPath, Any]] = []
         self._declarations = ApiDeclarations()
 
@@ -142,6 +146,8 @@ class PolicyCompiler:
         """Read one policy document's ``definitions``, ``access_control``, ``api_hosts`` and
         ``api_keys`` sections."""
         data = document.data
+        if self._missing_at is None:
+            self._missing_at = document.position(())
         if data is None:
             self.warnings.append(document.issue((), "the policy file is empty"))
             return
@@ -210,6 +216,9 @@ class PolicyCompiler:
 
     def _read_access_control(self, document: Document, section: Any) -> None:
         path: YamlPath = ("access_control",)
+        if not self._access_control_seen:
+            self._access_control_seen = True
+            self._missing_at = document.key_position(path)
         if section is None:
             return
         if not isinstance(section, dict):
@@ -317,12 +326,17 @@ class PolicyCompiler:
         self.static_api_keys = declarations.compile_keys(self._network)
         self.issues.extend(declarations.issues)
         if not self._rules and self.default_level not in (Level.ONE_FACTOR, Level.TWO_FACTOR):
-            where = self._default[1] if self._default is not None else None
+            if self._default is not None:
+                where: Position | None = self._default[1]
+                current = self.default_level.policy
+            else:
+                where = self._missing_at
+                current = f"{self.default_level.policy}, the default when it is not set"
             self.issues.append(
                 Issue(
                     where,
                     "no rules are defined, so default_policy must be one_factor or two_factor "
-                    f"(it is {self.default_level.policy})",
+                    f"(it is {current})",
                 )
             )
         return rules

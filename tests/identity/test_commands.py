@@ -235,3 +235,14 @@ def test_no_file_named_is_a_clear_error(
     code, _, err = gateway_users(monkeypatch, capsys, "list")
     assert code == 1
     assert "name the users file with --file PATH or --config gateway.yml" in err
+
+
+def test_a_users_file_that_is_not_utf8_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "users.yml"
+    path.write_bytes(b"users:\n  j\xf6rg: {}\n")
+    for action in ("list", "check"):
+        code, _, err = gateway_users(monkeypatch, capsys, action, "--file", str(path))
+        assert code == 1
+        assert err == f"{path}:2:4: the file is not UTF-8 text (byte 0xf6)\n"

@@ -249,3 +249,48 @@ def test_empty_file_means_no_users(tmp_path: Path) -> None:
     path = tmp_path / "users.yml"
     path.write_text("# nobody yet\n")
     assert load_users(path) == {}
+
+
+def test_a_users_file_written_in_two_chunks_is_never_half_applied(
+    users_file: Path, fast_hash: Hash
+) -> None:
+    """Cut just before dave's last line, the file is valid and dave is enabled: that version
+    must never be in force. (Written in place; one poll reads the half-written file.)"""
+    complete = users_yaml(fast_hash).replace("groups: [admins, dev]", "groups: [dev]")
+    cut = complete.index("    disabled: true")
+    enabled_dave: list[bool] = []
+
+    async def main() -> None:
+        backend = UsersFileBackend(users_file, poll_interval=0.02)
+        await backend.start()
+        handle = users_file.open("r+", encoding="utf-8")
+        script = ["first chunk", "second chunk"]
+        done = asyncio.get_running_loop().create_future()
+        real_reload = backend.reload
+
+        async def observed_reload() -> bool:
+            result = await real_reload()
+            enabled_dave.append(await backend.get_user("dave") is not None)
+            step = script.pop(0) if script else None
+            if step == "first chunk":
+                handle.truncate(0)
+                handle.write(complete[:cut])
+                handle.flush()
+            elif step == "second chunk":
+                handle.write(complete[cut:])
+                handle.close()
+            else:
+                john = await backend.get_user("john")
+                if john is not None and john.groups == ("dev",) and not done.done():
+                    done.set_result(None)
+            return result
+
+        backend.reload = observed_reload  # type: ignore[method-assign]  # the poller's next call
+        try:
+            await asyncio.wait_for(done, timeout=10)
+        finally:
+            handle.close()
+            await backend.close()
+
+    asyncio.run(main())
+    assert enabled_dave and not any(enabled_dave), enabled_dave

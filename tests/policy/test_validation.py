@@ -287,7 +287,19 @@ def test_misspelt_top_level_key_is_an_error_other_keys_are_ignored() -> None:
         """
     ) == [
         "policy.yml:2:1: unknown top-level key 'acess_control' (did you mean 'access_control'?)",
-        "no rules are defined, so default_policy must be one_factor or two_factor (it is deny)",
+        "policy.yml:2:1: no rules are defined, so default_policy must be one_factor or "
+        "two_factor (it is deny, the default when it is not set)",
+    ]
+
+
+def test_no_rules_and_no_default_policy_names_the_file_and_line() -> None:
+    assert issues_of("definitions: {}\naccess_control: {rules: []}\n") == [
+        "policy.yml:2:1: no rules are defined, so default_policy must be one_factor or "
+        "two_factor (it is deny, the default when it is not set)"
+    ]
+    assert issues_of("# nothing here\n") == [
+        "policy.yml:1:1: no rules are defined, so default_policy must be one_factor or "
+        "two_factor (it is deny, the default when it is not set)"
     ]
 
 
