@@ -525,7 +525,13 @@ def rewrite_users(gateway: Gateway, *, disabled: bool = False, password: str = P
         f"    disabled: {'true' if disabled else 'false'}\n"
     )
     replacement.replace(backend.path)
-    assert gateway.client.portal.call(backend.reload)  # type: ignore[attr-defined]
+    before = backend.generation
+    # A change is applied once it has settled: unchanged over consecutive polls.
+    for _ in range(3):
+        assert gateway.client.portal.call(backend.reload)  # type: ignore[attr-defined]
+        if backend.generation != before:
+            return
+    raise AssertionError("the users file was not reloaded")
 
 
 def john(gateway: Gateway, password: str = PASSWORD) -> int:

@@ -184,9 +184,12 @@ def test_generation_moves_on_with_every_load_that_took_effect(users_file: Path) 
             text = await asyncio.to_thread(users_file.read_text)
             text = text.replace("groups: [admins, dev]", "groups: [dev]")
             await asyncio.to_thread(write_atomically, users_file, text)
-            assert await backend.reload()
+            assert await backend.reload()  # seen once: still settling
+            assert backend.generation == started
+            assert await backend.reload()  # unchanged since: applied
             assert backend.generation == started + 1
             await asyncio.to_thread(write_atomically, users_file, "users: [broken]\n")
+            assert await backend.reload()
             assert not await backend.reload()  # refused: the previous users stay, and so
             assert backend.generation == started + 1  # does what was remembered about them
         finally:
