@@ -29,7 +29,7 @@ from gateway.decision.authenticate import (
 from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust, read_headers
 from gateway.decision.request import from_auth_request as _parse_auth_request
 from gateway.decision.request import from_forward_auth as _parse_forward_auth
-from gateway.observability.throttle import log_failure
+from gateway.observability.throttle import log_failure, log_throttled
 from gateway.policy import ANONYMOUS as ANONYMOUS_SUBJECT
 from gateway.policy import Level, Subject
 from gateway.runtime import Runtime
@@ -233,7 +233,10 @@ class AuthzEndpoint:
             headers, access.client_ip, access.trusted, host=access.host
         )
         if isinstance(result, MachineFailure):
-            if result.reason:
+            if result.status >= 500:
+                # A store is down: one line per interval, not one per refused request.
+                log_throttled(log, ("machine", result.reason), "machine request: %s", result.reason)
+            elif result.reason:
                 log.info("machine request refused on %s: %s", access.host, result.reason)
             return _machine_failure(result)
         subject = Subject(None, frozenset(result.groups), result.credentials)

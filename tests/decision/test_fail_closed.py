@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.credentials.api_keys import generate_api_key, hash_secret
+from gateway.observability.throttle import DEFAULT_INTERVAL
 from gateway.policy import Level
 from gateway.settings import Settings, load_settings
 from gateway.storage import ApiKeyRecord, open_storage
@@ -154,7 +155,10 @@ def test_directory_changes_reach_existing_sessions(ldap_gateway: Gateway) -> Non
 
 
 def test_api_key_with_storage_down_is_503_not_a_stale_allow(
-    tmp_path: Path, postgres_server: PostgresServer, postgres_database: str
+    tmp_path: Path,
+    postgres_server: PostgresServer,
+    postgres_database: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     extra = (
         "storage:\n  type: postgres\n"
@@ -180,10 +184,17 @@ def test_api_key_with_storage_down_is_503_not_a_stale_allow(
         assert ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key}).status_code == 200
         with postgres_server.down():
             time.sleep(1.3)  # past the one-second machine memo and the record cache
-            response = ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key})
-            assert response.status_code == 503
-            assert response.json() == {"error": "temporarily_unavailable"}
-            assert "remote-user" not in response.headers
+            caplog.clear()
+            started = time.monotonic()
+            for _ in range(6):
+                response = ask(gateway, url, client_ip="10.0.0.1", extra={"X-API-Key": key})
+                assert response.status_code == 503
+                assert response.json() == {"error": "temporarily_unavailable"}
+                assert "remote-user" not in response.headers
+            # An outage is a line per kind per interval, not one per refused request.
+            refusals = [r for r in caplog.records if r.name == "gateway.decision"]
+            allowed = 1 + int((time.monotonic() - started) // DEFAULT_INTERVAL)
+            assert 1 <= len(refusals) <= allowed < 6, [r.getMessage() for r in refusals]
 
 
 def test_hung_storage_costs_an_api_key_request_the_timeout_and_readiness_says_so(
