@@ -32,6 +32,8 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+from gateway import errors
+
 __all__ = [
     "MAX_ALIAS_VALUES",
     "MAX_DEPTH",
@@ -105,7 +107,7 @@ class Issue:
         return f"{self.position}: {self.message}" if self.position else self.message
 
 
-class ConfigError(Exception):
+class ConfigError(errors.ConfigError):
     """A configuration or policy file cannot be used; carries every issue found."""
 
     def __init__(self, issues: Iterable[Issue], *, warnings: Iterable[Issue] = ()) -> None:

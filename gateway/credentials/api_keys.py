@@ -33,7 +33,8 @@ from typing import Any, Protocol
 
 from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import AddressSet, NetworkError, parse_networks
-from gateway.observability.throttle import Outage, log_throttled
+from gateway.errors import ConfigError, Rejected, Unavailable
+from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import equal, keyed_hash
 from gateway.storage.records import ApiKeyRecord
 
@@ -256,11 +257,11 @@ class ApiKeyRepository(ApiKeyLookup, Protocol):
     async def delete_api_key(self, key_id: str) -> bool: ...
 
 
-class ApiKeyRejected(Exception):
+class ApiKeyRejected(Rejected):
     """The presented key is not valid; the message is for logs only (the client sees 401)."""
 
 
-class ApiKeyUnavailable(Outage):
+class ApiKeyUnavailable(Unavailable):
     """The key's record cannot be read right now (storage down, nothing cached): answer 503."""
 
 
@@ -444,7 +445,7 @@ class ApiKeyVerifier:
 YamlPath = tuple[str | int, ...]
 
 
-class StaticKeyError(ValueError):
+class StaticKeyError(ConfigError, ValueError):
     """Declared keys cannot be used; ``problems`` pairs each with its path in the document."""
 
     def __init__(self, problems: Sequence[tuple[YamlPath, str]]) -> None:

@@ -54,6 +54,7 @@ from gateway.credentials.upstream import (
     UpstreamHeader,
     UpstreamUnavailable,
 )
+from gateway.errors import ConfigError
 from gateway.security.regulation import ip_subject
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ Kind = Literal["api_key", "cert", "jwt"]
 _REALM = 'Bearer realm="gateway"'
 
 
-class CredentialsConfigError(ValueError):
+class CredentialsConfigError(ConfigError, ValueError):
     """A file the credentials settings point at cannot be used; the message names the option.
 
     ``option`` is that option's path in ``gateway.yml`` (``("credentials", "issuers", 0)``),

@@ -45,6 +45,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from gateway.errors import ConfigError, Rejected
+
 if TYPE_CHECKING:
     from gateway.settings import ClientCertificateSettings
 
@@ -91,11 +93,11 @@ _SAN_KINDS: dict[str, type[x509.GeneralName]] = {
 }
 
 
-class CertificateConfigError(ValueError):
+class CertificateConfigError(ConfigError, ValueError):
     """The CA bundle or a matcher cannot be used; the message names the problem."""
 
 
-class CertificateRejected(Exception):
+class CertificateRejected(Rejected):
     """A certificate was presented but is not acceptable; the message is for logs only."""
 
 

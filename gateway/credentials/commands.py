@@ -30,6 +30,7 @@ from gateway.credentials.api_keys import (
 )
 from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import NetworkError, parse_networks
+from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -45,7 +46,7 @@ _WARNING = (
 )
 
 
-class CommandError(Exception):
+class CommandError(GatewayError):
     """A problem the person running the command can fix; printed without a traceback."""
 
 

@@ -27,12 +27,14 @@ import httpx
 import jwt
 from jwt.exceptions import PyJWKError
 
+from gateway.errors import Unavailable
+
 __all__ = ["Jwk", "JwksClient", "JwksError", "parse_jwks"]
 
 log = logging.getLogger(__name__)
 
 
-class JwksError(Exception):
+class JwksError(Unavailable):
     """A key set could not be fetched or parsed; the message names the URL and the reason."""
 
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.credentials.jwks import JwksClient
+from gateway.errors import Rejected
 
 if TYPE_CHECKING:
     from gateway.settings import JwtIssuerSettings
@@ -79,7 +80,7 @@ _CACHE_SIZE = 4096
 _CACHE_SECONDS = 60.0
 
 
-class TokenRejected(Exception):
+class TokenRejected(Rejected):
     """A bearer token is not acceptable; the message is for logs, never for the client."""
 
 

@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
+from gateway.errors import ConfigError
 from gateway.policy.networks import NetworkSet
 
 __all__ = [
@@ -47,7 +48,7 @@ PRIVATE_NETWORKS: tuple[str, ...] = (
 """Loopback and private ranges: the allowlist of an API host that declares none."""
 
 
-class NetworkError(ValueError):
+class NetworkError(ConfigError, ValueError):
     """A network list cannot be used; the message names where it came from."""
 
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.errors import Unavailable
 from gateway.observability.logging import register_secrets
-from gateway.observability.throttle import Outage
 
 __all__ = [
     "SecretSource",
@@ -38,7 +38,7 @@ class SecretSource(Protocol):
     async def get_secret(self, name: str) -> str | None: ...
 
 
-class UpstreamUnavailable(Outage):
+class UpstreamUnavailable(Unavailable):
     """A secret an API host needs is missing or unreadable; the message names it (not its value)."""
 
 

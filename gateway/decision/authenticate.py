@@ -22,6 +22,7 @@ from base64 import b64decode
 from dataclasses import dataclass
 
 from gateway.decision.request import AccessRequest
+from gateway.errors import Rejected
 from gateway.identity.model import Generational, User
 from gateway.identity.refresh import UserRefresher
 from gateway.policy import Subject
@@ -51,7 +52,7 @@ _IDENTITY_CACHE_LIMIT = 10_000
 _REFRESH_CHECK_SECONDS = 1.0
 
 
-class BasicRejected(Exception):
+class BasicRejected(Rejected):
     """``Authorization: Basic`` was sent and is wrong, malformed or banned."""
 
 

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from gateway.errors import Rejected
 from gateway.memo import BoundedMemo
 from gateway.policy import BadTarget, Target
 from gateway.policy.normalize import PathMode, normalize_method
@@ -69,7 +70,7 @@ MAX_TARGET_LENGTH = 16 * 1024
 """Longest target URL accepted (nginx's default header buffers hold 8 KiB)."""
 
 
-class BadRequest(Exception):
+class BadRequest(Rejected):
     """The authorisation request is malformed; the message is safe to show a client."""
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import GatewayError
 from gateway.identity.passwords import hash_password
 from gateway.identity.users_file import email_problem, group_problem, username_problem
 from gateway.identity.users_file_editor import UsersFileEditor
@@ -21,7 +22,7 @@ from gateway.yaml_source import ConfigError
 __all__ = ["add_arguments", "run"]
 
 
-class CommandError(Exception):
+class CommandError(GatewayError):
     """A problem the person running the command can fix; printed without a traceback."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gateway.observability.throttle import Outage
+from gateway.errors import Unavailable
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -35,7 +35,7 @@ class User:
     disabled: bool = False
 
 
-class DirectoryUnavailable(Outage):
+class DirectoryUnavailable(Unavailable):
     """The user directory cannot answer (down, timing out, or its circuit breaker is open).
 
     The message is safe to show to the person logging in.

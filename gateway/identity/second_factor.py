@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from gateway.errors import Rejected
 from gateway.identity import totp
 from gateway.security.crypto import DecryptionError, Keyring
 
@@ -83,7 +84,7 @@ class Enrollment:
     token: str = field(repr=False)
 
 
-class EnrollmentExpired(Exception):
+class EnrollmentExpired(Rejected):
     """The enrollment token is too old, damaged, or was made for another user: start again."""
 
 

@@ -6,10 +6,11 @@ event loop time exactly when it can least afford it. :func:`log_throttled` lets 
 line of a kind through, counts the repeats, and reports the count with the next line it
 lets through an interval later.
 
-Expected outages are exceptions deriving from :class:`Outage` (session store, storage, user
-directory, API key store, upstream secret unavailable): :func:`log_failure` writes them as
-one line without a traceback. Anything else is a bug or a surprise and keeps its traceback,
-rate limited per exception type and raising line, so distinct bugs are each shown once.
+Expected outages are exceptions deriving from :class:`~gateway.errors.Unavailable` (session
+store, storage, user directory, API key store, upstream secret, key server):
+:func:`log_failure` writes them as one line without a traceback. Anything else is a bug or
+a surprise and keeps its traceback, rate limited per exception type and raising line, so
+distinct bugs are each shown once.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
+from gateway.errors import Unavailable
+
 __all__ = [
     "DEFAULT_INTERVAL",
     "LogThrottle",
-    "Outage",
     "ThrottlingFilter",
     "default_throttle",
     "log_failure",
@@ -35,14 +37,6 @@ DEFAULT_INTERVAL = 10.0
 _MAX_KEYS = 1024
 """Kinds remembered at once; the oldest is forgotten first (keys come from code, so this
 only bounds memory should a caller ever build keys from data)."""
-
-
-class Outage(Exception):
-    """Base of the failures that mean "a dependency is down right now", not "a bug".
-
-    Callers answer 503 (or show a "try again" page); the log gets one line per kind per
-    interval (:func:`log_failure`).
-    """
 
 
 class LogThrottle:
@@ -123,9 +117,10 @@ def log_failure(
     *,
     throttle: LogThrottle | None = None,
 ) -> bool:
-    """Log a caught failure, rate limited: an :class:`Outage` as one line, anything else
-    with its traceback (one per exception type and raising line per interval)."""
-    if isinstance(error, Outage):
+    """Log a caught failure, rate limited: an :class:`~gateway.errors.Unavailable` as one
+    line, anything else with its traceback (one per exception type and raising line per
+    interval)."""
+    if isinstance(error, Unavailable):
         reason = str(error) or type(error).__name__
         return log_throttled(
             logger, ("outage", type(error)), "%s: %s", message, reason, throttle=throttle

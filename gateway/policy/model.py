@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.errors import Rejected
 from gateway.policy import normalize
 from gateway.yaml_source import Position
 
@@ -57,7 +58,7 @@ POLICY_NAMES: tuple[str, ...] = tuple(level.policy for level in Level)
 _LEVEL_BY_POLICY = {level.policy: level for level in Level}
 
 
-class BadTarget(ValueError):
+class BadTarget(Rejected, ValueError):
     """A request URL, host, method or client IP that cannot be evaluated."""
 
 

@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
+from gateway.errors import Rejected
+
 __all__ = [
     "MAX_BODY_BYTES",
     "BadForm",
@@ -24,7 +26,7 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _METHOD = re.compile(r"[A-Z]{3,16}")
 
 
-class BadForm(Exception):
+class BadForm(Rejected):
     """The request body is not one of our forms (wrong type, too big, too many fields)."""
 
 

@@ -36,6 +36,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import Unavailable
 from gateway.identity import totp
 from gateway.identity.model import DirectoryUnavailable
 from gateway.identity.second_factor import Enrollment, EnrollmentExpired
@@ -50,9 +51,8 @@ from gateway.runtime import Runtime
 from gateway.security.crypto import DecryptionError
 from gateway.security.redirects import safe_redirect
 from gateway.security.regulation import ResponseTimer
-from gateway.session.model import AuthLevel, Session, SessionExpired, SessionStoreUnavailable
+from gateway.session.model import AuthLevel, Session, SessionExpired
 from gateway.settings import CookieDomain
-from gateway.storage.errors import StorageUnavailable
 
 __all__ = ["Portal", "portal_routes"]
 
@@ -238,14 +238,11 @@ class Portal:
                 return self._message(request, error)
             except forms.BadForm:
                 return self._message(request, _BAD_FORM)
-            except DirectoryUnavailable as error:
-                log_failure(log, error, f"user directory unavailable ip={_client_ip(request)}")
-                return self._message(request, _DIRECTORY_DOWN)
-            except (SessionStoreUnavailable, StorageUnavailable) as error:
-                log_failure(
-                    log, error, f"session store or storage unavailable ip={_client_ip(request)}"
-                )
-                return self._message(request, _STORE_DOWN)
+            except Unavailable as error:
+                # Whatever is down, a "try again" page and one log line per kind per interval.
+                log_failure(log, error, f"dependency unavailable ip={_client_ip(request)}")
+                directory = isinstance(error, DirectoryUnavailable)
+                return self._message(request, _DIRECTORY_DOWN if directory else _STORE_DOWN)
             except HTTPException:
                 raise  # the body limit answers with 413 itself
             except ClientDisconnect:

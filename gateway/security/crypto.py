@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.errors import ConfigError, GatewayError
+
 __all__ = [
     "DecryptionError",
     "InvalidKeyError",
@@ -44,11 +46,11 @@ _NONCE_BYTES = 12
 _KEY_BYTES = 32
 
 
-class DecryptionError(Exception):
+class DecryptionError(GatewayError):
     """A sealed value is damaged, was sealed for another context, or its key is unknown."""
 
 
-class InvalidKeyError(ValueError):
+class InvalidKeyError(ConfigError, ValueError):
     """A configured key is not a valid AES-256 key."""
 
 

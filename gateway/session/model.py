@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from gateway.observability.throttle import Outage
+from gateway.errors import GatewayError, Unavailable
 
 __all__ = [
     "AuthLevel",
@@ -28,14 +28,14 @@ class AuthLevel(IntEnum):
     TWO_FACTOR = 2
 
 
-class SessionStoreUnavailable(Outage):
+class SessionStoreUnavailable(Unavailable):
     """The session store cannot be reached; callers must deny, never allow."""
 
     def __init__(self, message: str = "the session store is unavailable") -> None:
         super().__init__(message)
 
 
-class SessionExpired(Exception):
+class SessionExpired(GatewayError):
     """The session ended (logout, expiry) before a change to it could be stored."""
 
     def __init__(self, message: str = "the session has ended; log in again") -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.observability.throttle import Outage
+from gateway.errors import GatewayError, Rejected, Unavailable
 
 __all__ = ["RecordExists", "RotationIncomplete", "StorageError", "StorageUnavailable"]
 
 
-class StorageError(Exception):
+class StorageError(GatewayError):
     """Base class of every storage failure."""
 
 
-class StorageUnavailable(StorageError, Outage):
+class StorageUnavailable(StorageError, Unavailable):
     """The database cannot be reached or used right now; retrying later may succeed.
 
     The message names the database (file path, or PostgreSQL host/port/name) and the reason;
@@ -21,7 +21,7 @@ class StorageUnavailable(StorageError, Outage):
     """
 
 
-class RecordExists(StorageError):
+class RecordExists(StorageError, Rejected):
     """A record with the same unique identifier (API key id or name) already exists."""
 
 

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
+from gateway.errors import Unavailable
 from gateway.observability.throttle import (
     LogThrottle,
-    Outage,
     ThrottlingFilter,
     log_failure,
     log_throttled,
@@ -83,7 +83,7 @@ def test_outages_are_one_line_and_bugs_keep_a_traceback(
             except Exception as caught:
                 errors.append(caught)
                 log_failure(logger, caught, "denying", throttle=throttle)
-    assert issubclass(SessionStoreUnavailable, Outage)
+    assert issubclass(SessionStoreUnavailable, Unavailable)
     records = [record for record in caplog.records if record.name == logger.name]
     assert [record.getMessage() for record in records] == [
         "denying: the session store is unavailable",
