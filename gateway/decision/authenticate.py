@@ -25,10 +25,10 @@ from gateway.decision.request import AccessRequest
 from gateway.errors import Rejected
 from gateway.identity.model import Generational, User
 from gateway.identity.refresh import UserRefresher
+from gateway.identity.sign_in import PasswordCheck, Refusal
 from gateway.policy import Subject
 from gateway.runtime import Runtime
 from gateway.security.crypto import keyed_hash
-from gateway.security.regulation import ResponseTimer
 from gateway.session.model import AuthLevel, Session, SessionExpired
 from gateway.settings import CookieDomain
 
@@ -145,8 +145,9 @@ class Authenticator:
 
     def __init__(self, runtime: Runtime) -> None:
         self._sessions = runtime.sessions
-        self._users = runtime.users
-        self._regulator = runtime.regulator
+        self._passwords = PasswordCheck(
+            runtime.users, runtime.regulator, log=log, attempt="basic auth"
+        )
         self._hash_key = runtime.hash_key
         settings = runtime.settings.session
         self._cookie_names = {
@@ -163,7 +164,6 @@ class Authenticator:
             if self._generational is not None
             else min(_BASIC_CACHE_SECONDS, self._refresher.interval)
         )
-        self._timer = ResponseTimer()
         # cookie value -> (the session object it was built from, identity, re-check time)
         self._identities: dict[str, tuple[Session, Authenticated, float]] = {}
 
@@ -251,11 +251,8 @@ class Authenticator:
         ip = str(access.client_ip)
         started = time.monotonic()
         # Before the cache: a ban takes effect on the very next request, remembered or not.
-        if await self._regulator.is_banned(username, ip):
-            # Same answer as a wrong password, after about as long.
-            await self._timer.wait(started)
-            log.info("basic auth refused: user or address is banned (user=%s ip=%s)", username, ip)
-            raise BasicRejected
+        if await self._passwords.check_ban(username, ip, started=started) is not None:
+            raise BasicRejected  # the same answer as a wrong password, after about as long
         cache_key = keyed_hash(self._hash_key, header, purpose="basic-auth-cache")
         # Read before the check: a reload while it runs leaves the entry already stale.
         generation = self._generational.generation if self._generational is not None else None
@@ -265,12 +262,9 @@ class Authenticator:
             if cached.expires > now and cached.generation == generation:
                 return cached.identity
             del self._basic_cache[cache_key]
-        user = await self._users.authenticate(username, password)
-        self._timer.observe(time.monotonic() - started)
-        if user is None:
-            await self._regulator.record_failure(username, ip)
+        user = await self._passwords.check_password(username, password, ip, started=started)
+        if isinstance(user, Refusal):
             raise BasicRejected
-        await self._regulator.record_success(username, ip)
         identity = Authenticated.of(
             user.username, tuple(user.groups), user.email, user.display_name, AuthLevel.ONE_FACTOR
         )

@@ -25,6 +25,7 @@ __all__ = [
     "clear_secrets",
     "configure_logging",
     "configured_secrets",
+    "printable",
     "redact",
     "register_secrets",
 ]
@@ -139,6 +140,12 @@ def configured_secrets(settings: Settings) -> list[str]:
     if postgres is not None:
         values += [postgres.password, _dsn_password(postgres.dsn)]
     return [value for value in values if value]
+
+
+def printable(text: str, limit: int = 64) -> str:
+    """A user-typed value made safe for a log line (no control characters, bounded length)."""
+    cleaned = "".join(char if char.isprintable() else "?" for char in text[:limit])
+    return cleaned + ("…" if len(text) > limit else "")
 
 
 def redact(text: str) -> str:

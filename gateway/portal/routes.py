@@ -40,6 +40,8 @@ from gateway.errors import Unavailable
 from gateway.identity import totp
 from gateway.identity.model import DirectoryUnavailable
 from gateway.identity.second_factor import Enrollment, EnrollmentExpired
+from gateway.identity.sign_in import PasswordCheck, Refusal
+from gateway.observability.logging import printable
 from gateway.observability.throttle import log_failure
 from gateway.policy.model import BadTarget, Level, Subject, Target
 from gateway.portal import forms
@@ -50,7 +52,6 @@ from gateway.portal.svg import inline_svg
 from gateway.runtime import Runtime
 from gateway.security.crypto import DecryptionError
 from gateway.security.redirects import safe_redirect
-from gateway.security.regulation import ResponseTimer
 from gateway.session.model import AuthLevel, Session, SessionExpired
 from gateway.settings import CookieDomain
 
@@ -164,7 +165,9 @@ class Portal:
             templates_dir=templates,
             static_dirs=tuple(d for d in (self._theme_static, PACKAGE_STATIC) if d is not None),
         )
-        self._password_timer = ResponseTimer()
+        self._passwords = PasswordCheck(
+            runtime.users, runtime.regulator, log=log, attempt="sign-in"
+        )
         self._digits = runtime.second_factor.digits
         self._period = runtime.second_factor.period
 
@@ -299,27 +302,15 @@ class Portal:
                 status_code=400,
             )
 
-        regulator = self._runtime.regulator
-        started = time.monotonic()
-        if await regulator.is_banned(username, visit.ip):
-            # Same words, same status and about the same time as a wrong password: a ban
-            # must not tell an attacker that the name exists or that guessing was noticed.
-            await self._password_timer.wait(started)
-            self._runtime.metrics.login("banned")
-            log.warning("sign-in refused, banned user=%s ip=%s", _printable(username), visit.ip)
-            return self._login_failed(visit, rd, rm, username, remember)
         try:
-            user = await self._runtime.users.authenticate(username, password)
+            user = await self._passwords.check(username, password, visit.ip)
         except DirectoryUnavailable:
             self._runtime.metrics.login("unavailable")
             raise
-        self._password_timer.observe(time.monotonic() - started)
-        if user is None or user.disabled:
-            await regulator.record_failure(username, visit.ip)
-            self._runtime.metrics.login("failure")
-            log.info("sign-in failed user=%s ip=%s", _printable(username), visit.ip)
+        if isinstance(user, Refusal):
+            # Banned or wrong: the same words and status (and, by the check, the same time).
+            self._runtime.metrics.login(user.reason)
             return self._login_failed(visit, rd, rm, username, remember)
-        await regulator.record_success(username, visit.ip)
 
         old = visit.session
         session = await self._sessions.login(
@@ -334,7 +325,7 @@ class Portal:
             data=old.data if old is not None and old.username == user.username else {},
         )
         self._runtime.metrics.login("success")
-        log.info("sign-in succeeded user=%s ip=%s", _printable(user.username), visit.ip)
+        log.info("sign-in succeeded user=%s ip=%s", printable(user.username), visit.ip)
         visit.session = session
         cookie = self._sessions.cookie_header(session, visit.cookie_domain)
 
@@ -371,7 +362,7 @@ class Portal:
         if await regulator.is_banned(username, visit.ip):
             self._runtime.metrics.login("second_factor_banned")
             log.warning(
-                "second factor refused, banned user=%s ip=%s", _printable(username), visit.ip
+                "second factor refused, banned user=%s ip=%s", printable(username), visit.ip
             )
             return self._second_factor_page(
                 visit, rd=rd, rm=rm, error=_CODE_BANNED, status_code=429
@@ -380,14 +371,14 @@ class Portal:
         if method is None:
             await regulator.record_failure(username, visit.ip)
             self._runtime.metrics.login("second_factor_failure")
-            log.info("second factor failed user=%s ip=%s", _printable(username), visit.ip)
+            log.info("second factor failed user=%s ip=%s", printable(username), visit.ip)
             return self._second_factor_page(visit, rd=rd, rm=rm, error=_WRONG_CODE, status_code=401)
         await regulator.record_success(username, visit.ip)
         session = await self._sessions.raise_level(visit.user, AuthLevel.TWO_FACTOR)
         self._runtime.metrics.login(f"second_factor_{method}")
         log.info(
             "second factor succeeded user=%s ip=%s method=%s",
-            _printable(username),
+            printable(username),
             visit.ip,
             method,
         )
@@ -447,7 +438,7 @@ class Portal:
                 error=_WRONG_CODE if code else _EMPTY_CODE,
                 status_code=400,
             )
-        log.info("authenticator enrolled user=%s ip=%s", _printable(username), visit.ip)
+        log.info("authenticator enrolled user=%s ip=%s", printable(username), visit.ip)
         headers: list[str] = []
         session = visit.user
         if session.level < AuthLevel.TWO_FACTOR:
@@ -472,7 +463,7 @@ class Portal:
         form = await self._checked_form(visit)
         if visit.session is not None:
             await self._sessions.logout(visit.session)
-            log.info("signed out user=%s ip=%s", _printable(visit.username), visit.ip)
+            log.info("signed out user=%s ip=%s", printable(visit.username), visit.ip)
         rd = self._safe(visit, forms.text(form, "rd", limit=8192, strip=False))
         clear = self._sessions.clear_cookie_header(visit.cookie_domain)
         return self._redirect(rd or "/?m=signed-out", cookies=(clear,))
@@ -486,7 +477,7 @@ class Portal:
         count = await self._sessions.logout_user(visit.session.username)
         log.info(
             "signed out everywhere user=%s ip=%s sessions=%d",
-            _printable(visit.username),
+            printable(visit.username),
             visit.ip,
             count,
         )
@@ -687,7 +678,7 @@ class Portal:
             enrollment.qr_svg, label=f"QR code that adds {username} to an authenticator app"
         )
         if qr_code is None:
-            log.warning("QR code not shown: unexpected SVG markup user=%s", _printable(username))
+            log.warning("QR code not shown: unexpected SVG markup user=%s", printable(username))
         return self._page(
             visit,
             "enroll.html",
@@ -753,12 +744,6 @@ def _client_ip(request: Request) -> str | None:
         return str(ipaddress.ip_address(request.client.host))
     except ValueError:
         return None
-
-
-def _printable(text: str, limit: int = 64) -> str:
-    """A user-typed value made safe for a log line (no control characters, bounded length)."""
-    cleaned = "".join(char if char.isprintable() else "?" for char in text[:limit])
-    return cleaned + ("…" if len(text) > limit else "")
 
 
 def portal_routes(runtime: Runtime, *, theme_dir: Path | None = None) -> list[BaseRoute]:
