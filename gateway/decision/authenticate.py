@@ -26,10 +26,11 @@ from gateway.errors import Rejected
 from gateway.identity.model import Generational, User
 from gateway.identity.refresh import UserRefresher
 from gateway.identity.sign_in import PasswordCheck, Refusal
+from gateway.levels import AuthLevel
 from gateway.policy import Subject
 from gateway.runtime import Runtime
 from gateway.security.crypto import keyed_hash
-from gateway.session.model import AuthLevel, Session, SessionExpired
+from gateway.session.model import Session, SessionExpired
 from gateway.settings import CookieDomain
 
 __all__ = [

@@ -29,11 +29,11 @@ from gateway.decision.authenticate import (
 from gateway.decision.request import AccessRequest, BadRequest, ProxyTrust, read_headers
 from gateway.decision.request import from_auth_request as _parse_auth_request
 from gateway.decision.request import from_forward_auth as _parse_forward_auth
+from gateway.levels import AuthLevel, Level
 from gateway.observability.throttle import log_failure, log_throttled
 from gateway.policy import ANONYMOUS as ANONYMOUS_SUBJECT
-from gateway.policy import Level, Subject
+from gateway.policy import Subject
 from gateway.runtime import Runtime
-from gateway.session.model import AuthLevel
 
 __all__ = ["AuthzEndpoint"]
 
@@ -53,6 +53,8 @@ _MACHINE_MEMO_LIMIT = 10_000
 MachineMemoKey = tuple[str | None, str | None, str | None, str, object]
 _LENGTHS = {length: str(length).encode() for length in range(64)}
 _REDIRECT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_MACHINE_LEVEL = AuthLevel.ONE_FACTOR
+"""A machine credential is one factor: enough for ``one_factor``, never for ``two_factor``."""
 
 
 @dataclass(slots=True)
@@ -160,18 +162,14 @@ class AuthzEndpoint:
         if decision is None:
             decision = self._policy.current.decide(access.target, identity.subject)
         required = decision.level
-        if required == Level.BYPASS:
+        if required.satisfied_by(identity.level):
             answer = self._allow(identity)
+        elif required == Level.DENY and (identity.level > AuthLevel.NONE or not decision.potential):
+            answer = Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden")
         else:
-            level = identity.level
-            if required == Level.DENY and (level > AuthLevel.NONE or not decision.potential):
-                answer = Answer(403, [_TEXT, _NO_STORE, _NOSNIFF], b"Forbidden")
-            elif (required == Level.ONE_FACTOR and level >= AuthLevel.ONE_FACTOR) or (
-                required == Level.TWO_FACTOR and level >= AuthLevel.TWO_FACTOR
-            ):
-                answer = self._allow(identity)
-            else:
-                answer = self._unauthorized(headers, access, cookie_domain.domain)
+            # Not enough yet: anonymous, or one factor where two are needed, or a deny that
+            # only potentially matched an anonymous request (the user's rule may allow).
+            answer = self._unauthorized(headers, access, cookie_domain.domain)
         if self._debug:
             rule = (
                 f"rule #{decision.rule.position} at {decision.rule.source}"
@@ -218,7 +216,7 @@ class AuthzEndpoint:
         remembered = self._machine_memo.get(memo_key)
         if remembered is not None and remembered[2] > time.monotonic():
             subject, identity_headers, _ = remembered
-            if engine.decide(access.target, subject).level in (Level.BYPASS, Level.ONE_FACTOR):
+            if engine.decide(access.target, subject).level.satisfied_by(_MACHINE_LEVEL):
                 return Answer(200, list(identity_headers))
             return _machine_failure(_FORBIDDEN)
         if not machines.presented(headers, access.trusted):
@@ -255,7 +253,7 @@ class AuthzEndpoint:
                 self._machine_memo.clear()
             expires = time.monotonic() + _MACHINE_MEMO_SECONDS
             self._machine_memo[memo_key] = (subject, identity_headers, expires)
-        if decision.level not in (Level.BYPASS, Level.ONE_FACTOR):
+        if not decision.level.satisfied_by(_MACHINE_LEVEL):
             # deny, or two_factor: a machine credential is one factor and cannot do more.
             return _machine_failure(_FORBIDDEN)
         return Answer(200, list(identity_headers))

@@ -1,14 +1,15 @@
-"""The values the policy engine works with: levels, who asks, what they ask for, the answer."""
+"""The values the policy engine works with: levels (:mod:`gateway.levels`), who asks, what they
+ask for, the answer."""
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import Rejected
+from gateway.levels import POLICY_NAMES, Level
 from gateway.policy import normalize
 from gateway.yaml_source import Position
 
@@ -25,37 +26,6 @@ __all__ = [
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class Level(enum.IntEnum):
-    """What a request needs before it may pass; ordered from least to most demanding."""
-
-    BYPASS = 0
-    ONE_FACTOR = 1
-    TWO_FACTOR = 2
-    DENY = 3
-
-    @property
-    def policy(self) -> str:
-        """The name used in policy files: ``bypass``, ``one_factor``, ``two_factor``, ``deny``."""
-        return self.name.lower()
-
-    @classmethod
-    def from_policy(cls, name: str) -> Level:
-        """The level for a policy name; raises :class:`ValueError` for an unknown one."""
-        try:
-            return _LEVEL_BY_POLICY[name]
-        except KeyError:
-            raise ValueError(
-                f"unknown policy '{name}' (expected {', '.join(POLICY_NAMES)})"
-            ) from None
-
-    def __str__(self) -> str:
-        return self.policy
-
-
-POLICY_NAMES: tuple[str, ...] = tuple(level.policy for level in Level)
-_LEVEL_BY_POLICY = {level.policy: level for level in Level}
 
 
 class BadTarget(Rejected, ValueError):

@@ -41,9 +41,10 @@ from gateway.identity import totp
 from gateway.identity.model import DirectoryUnavailable
 from gateway.identity.second_factor import Enrollment, EnrollmentExpired
 from gateway.identity.sign_in import PasswordCheck, Refusal
+from gateway.levels import AuthLevel, Level
 from gateway.observability.logging import printable
 from gateway.observability.throttle import log_failure
-from gateway.policy.model import BadTarget, Level, Subject, Target
+from gateway.policy.model import BadTarget, Subject, Target
 from gateway.portal import forms
 from gateway.portal.csrf import CsrfGuard
 from gateway.portal.headers import SecurityHeaders
@@ -52,7 +53,7 @@ from gateway.portal.svg import inline_svg
 from gateway.runtime import Runtime
 from gateway.security.crypto import DecryptionError
 from gateway.security.redirects import safe_redirect
-from gateway.session.model import AuthLevel, Session, SessionExpired
+from gateway.session.model import Session, SessionExpired
 from gateway.settings import CookieDomain
 
 __all__ = ["Portal", "portal_routes"]
@@ -273,14 +274,15 @@ class Portal:
             return self._login_page(visit, rd=rd, rm=rm, notice=notice)
         if rd is not None:
             required = self._required_level(visit, rd, rm)
-            if required == Level.TWO_FACTOR and visit.user.level < AuthLevel.TWO_FACTOR:
-                return await self._to_second_factor(visit, rd, rm)
-            if required is not None and required != Level.DENY:
-                return self._redirect(rd)
             if required == Level.DENY:
                 return await self._signed_in_page(
                     visit, notice=f"Your account does not have access to {_host(rd)}."
                 )
+            if required is not None:
+                if required.satisfied_by(visit.user.level):
+                    return self._redirect(rd)
+                # Signed in, so one factor is there: what is missing is the second.
+                return await self._to_second_factor(visit, rd, rm)
         return await self._signed_in_page(visit, notice=_NOTICES.get(query.get("m", "")))
 
     async def login(self, visit: _Visit) -> Response:
@@ -332,11 +334,12 @@ class Portal:
         destination = rd or self._default_destination(visit)
         if destination is not None:
             required = self._required_level(visit, destination, rm if rd else "GET")
-            if required == Level.TWO_FACTOR:
+            if required == Level.DENY:
+                if rd is not None:
+                    # Not a bare 403 from the proxy: the signed-in page says what happened.
+                    return self._redirect(_path("/", rd, rm), cookies=(cookie,))
+            elif required is not None and not required.satisfied_by(session.level):
                 return await self._to_second_factor(visit, rd, rm, cookies=(cookie,))
-            if required == Level.DENY and rd is not None:
-                # Not a bare 403 from the proxy: the signed-in page says what happened.
-                return self._redirect(_path("/", rd, rm), cookies=(cookie,))
         return self._redirect(destination or "/", cookies=(cookie,))
 
     async def second_factor(self, visit: _Visit) -> Response:

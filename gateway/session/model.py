@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from gateway.errors import GatewayError, Unavailable
+from gateway.levels import AuthLevel
 
 __all__ = [
     "AuthLevel",
@@ -18,14 +18,6 @@ __all__ = [
     "decode_session",
     "encode_session",
 ]
-
-
-class AuthLevel(IntEnum):
-    """How strongly the session's user has authenticated."""
-
-    NONE = 0
-    ONE_FACTOR = 1
-    TWO_FACTOR = 2
 
 
 class SessionStoreUnavailable(Unavailable):
