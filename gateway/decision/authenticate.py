@@ -121,7 +121,7 @@ class Authenticated:
             email,
             name,
             level,
-            Subject(username, frozenset(groups)),
+            Subject.of(username, groups),
             remote_headers(username, groups, email, name),
         )
 

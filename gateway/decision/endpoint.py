@@ -237,7 +237,7 @@ class AuthzEndpoint:
             elif result.reason:
                 log.info("machine request refused on %s: %s", access.host, result.reason)
             return _machine_failure(result)
-        subject = Subject(None, frozenset(result.groups), result.credentials)
+        subject = Subject.of(None, result.groups, result.credentials)
         decision = engine.decide(access.target, subject)
         identity_headers = [
             *remote_headers(result.username, tuple(result.groups), result.email, result.name),

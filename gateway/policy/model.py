@@ -4,7 +4,7 @@ ask for, the answer."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,14 @@ class Subject:
     groups: frozenset[str] = frozenset()
     credentials: frozenset[str] = frozenset()
     """Credential subjects such as ``key:ci-runner``, ``client:reporting``, ``cert:...``."""
+
+    @classmethod
+    def of(
+        cls, username: str | None, groups: Iterable[str] = (), credentials: Iterable[str] = ()
+    ) -> Subject:
+        """The subject of an identity: its name (None for a machine credential, which ``user:``
+        rules must not match), its groups and its credential subjects."""
+        return cls(username, frozenset(groups), frozenset(credentials))
 
     @property
     def is_anonymous(self) -> bool:

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     except BadTarget as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    subject = Subject(args.user, frozenset(args.group), frozenset(args.credential))
+    subject = Subject.of(args.user, args.group, args.credential)
     decision = engine.decide(target, subject)
     if args.json:
         print(json.dumps(decision.as_dict()))
@@ -227,7 +227,7 @@ def _decide_line(engine: PolicyEngine, line: str, mode: PathMode = "reject") -> 
         target = Target.from_url(url, method, ip, paths=mode)
     except BadTarget as error:
         raise _BadLine(str(error)) from None
-    decision = engine.decide(target, Subject(user, frozenset(groups), frozenset(credentials)))
+    decision = engine.decide(target, Subject.of(user, groups, credentials))
     result: dict[str, Any] = {"url": url, "method": target.method}
     if user is not None:
         result["user"] = user

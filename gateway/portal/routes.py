@@ -531,7 +531,7 @@ class Portal:
             target = Target.from_url(url, rm, visit.ip, paths=self._runtime.settings.server.paths)
         except BadTarget:
             return None
-        subject = Subject(session.username, frozenset(session.groups))
+        subject = Subject.of(session.username, session.groups)
         return self._runtime.policy.current.decide(target, subject).level
 
     def _shown_enrollment(self, username: str, token: str, form: FormData) -> Enrollment | None:
