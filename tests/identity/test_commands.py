@@ -12,7 +12,7 @@ import pytest
 from gateway.identity import commands
 from gateway.identity.passwords import hash_password, verify_password
 from gateway.identity.users_file import load_users
-from tests.identity.support import FAST
+from tests.support.passwords import FAST
 
 
 def gateway_users(
