@@ -157,5 +157,19 @@ def _keys(value: Section) -> str:
     return textwrap.indent(_dump(dict(value)), "  ") if value else ""
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block style throughout; a text of several lines as a literal block (a PEM key)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value.rstrip("\n") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def _dump(value: dict[str, Any]) -> str:
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return yaml.dump(
+        value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
