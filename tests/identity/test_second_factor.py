@@ -16,6 +16,7 @@ from gateway.security.crypto import Keyring, generate_key
 from gateway.settings import load_settings
 from gateway.storage import open_storage
 from tests.support.clock import FakeClock
+from tests.support.config import GatewayConfig
 
 HASH_KEY = b"h" * 40
 START = 1_700_000_000.0  # a step boundary for period 30: 56666666 * 30 + 20
@@ -228,27 +229,11 @@ def test_eight_digit_codes_and_stored_parameters_win() -> None:
 
 
 def write_config(directory: Path) -> Path:
-    path = directory / "gateway.yml"
-    path.write_text(
-        f"""\
-secrets:
-  encryption_keys: ["{generate_key()}"]
-  hash_key: "{HASH_KEY.decode()}"
-policy:
-  files: [policy.yml]
-session:
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com
-storage:
-  type: sqlite
-  sqlite:
-    path: gateway.sqlite3
-totp:
-  issuer: Example
-"""
-    )
-    return path
+    return GatewayConfig(
+        hash_key=HASH_KEY.decode(),
+        storage={"type": "sqlite", "sqlite": {"path": "gateway.sqlite3"}},
+        extra={"totp": {"issuer": "Example"}},
+    ).write(directory)
 
 
 def test_replay_is_refused_across_replicas_with_sqlite_storage(tmp_path: Path) -> None:
