@@ -38,8 +38,9 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.identity.passwords import hash_password
 from gateway.security.crypto import generate_key
+from tests.support.config import USERS_FILE, GatewayConfig, User, users_yml
+from tests.support.passwords import password_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench password"
@@ -103,49 +104,28 @@ def uvicorn(target: str, port: int, *, factory: bool = False) -> list[str]:
 
 
 def write_config(directory: Path, port: int, store: str, redis_url: str, public_key: str) -> Path:
-    config = directory / f"gateway-{store}.yml"
-    indented_key = "\n".join("          " + line for line in public_key.strip().splitlines())
-    config.write_text(
-        f"""\
-server:
-  port: {port}
-log:
-  level: warning
-secrets:
-  encryption_keys_file: encryption.key
-  hash_key_file: hash.key
-policy:
-  files: [policy.yml]
-session:
-  store: {store}
-  sqlite:
-    path: sessions-{store}.sqlite3
-  redis:
-    url: {redis_url}
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com
-authentication:
-  backend: file
-  file:
-    path: users.yml
-storage:
-  type: sqlite
-  sqlite:
-    path: gateway.sqlite3
-credentials:
-  issuers:
-    - name: bench
-      issuer: https://idp.example.com
-      audiences: [gateway]
-      algorithms: [RS256]
-      username_claim: client_id
-      public_keys:
-        - |
-{indented_key}
-"""
-    )
-    return config
+    """gateway-<store>.yml, policy.yml and users.yml (the builder of the tests)."""
+    issuer = {
+        "name": "bench",
+        "issuer": "https://idp.example.com",
+        "audiences": ["gateway"],
+        "algorithms": ["RS256"],
+        "username_claim": "client_id",
+        "public_keys": [public_key],
+    }
+    return GatewayConfig(
+        port=port,
+        secrets={"encryption_keys_file": "encryption.key", "hash_key_file": "hash.key"},
+        store=store,
+        session={"sqlite": {"path": f"sessions-{store}.sqlite3"}, "redis": {"url": redis_url}},
+        authentication=USERS_FILE,
+        storage={"type": "sqlite", "sqlite": {"path": "gateway.sqlite3"}},
+        extra={"log": {"level": "warning"}, "credentials": {"issuers": [issuer]}},
+        policy=POLICY,
+        users=users_yml(
+            password_hash(PASSWORD), bench=User("Bench User", "bench@example.com", ("dev",))
+        ),
+    ).write(directory, f"gateway-{store}.yml")
 
 
 def sign_in(port: int) -> str:
@@ -226,11 +206,6 @@ def main() -> int:
         for name, text in (("encryption.key", generate_key()), ("hash.key", "b" * 48)):
             (directory / name).write_text(text + "\n")
             (directory / name).chmod(0o600)
-        (directory / "policy.yml").write_text(POLICY)
-        (directory / "users.yml").write_text(
-            "users:\n  bench:\n    displayname: Bench User\n    email: bench@example.com\n"
-            f'    groups: [dev]\n    password: "{hash_password(PASSWORD)}"\n'
-        )
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         public_pem = (
             private_key.public_key()

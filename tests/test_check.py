@@ -25,6 +25,7 @@ from gateway.cli import main
 from gateway.security.crypto import generate_key
 from gateway.settings import load_settings
 from gateway.yaml_source import ConfigError
+from tests.support.config import GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,27 +53,9 @@ authentication:
 
 def configuration(directory: Path, extra: str = "", *, users: str | None = USERS) -> Path:
     """gateway.yml (lines 1-12 fixed, ``extra`` from line 13), policy.yml and users.yml."""
-    (directory / "policy.yml").write_text(POLICY)
-    if users is not None:
-        (directory / "users.yml").write_text(users)
-    path = directory / "gateway.yml"
-    path.write_text(
-        f"""\
-secrets:
-  encryption_keys: [{generate_key()}]
-  hash_key: {"k" * 40}
-policy:
-  files: [policy.yml]
-session:
-  store: memory
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com
-storage:
-  sqlite: {{path: {directory / "gateway.sqlite3"}}}
-{extra}"""
-    )
-    return path
+    storage = f"storage:\n  sqlite: {{path: {directory / 'gateway.sqlite3'}}}\n"
+    config = GatewayConfig(store="memory", storage=storage, extra=extra, policy=POLICY, users=users)
+    return config.write(directory)
 
 
 def run_check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:

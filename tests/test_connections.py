@@ -26,7 +26,7 @@ import pytest
 
 from gateway.connections import ConnectionLimits, connection_budget
 from gateway.settings import load_settings
-from tests.decision.conftest import write_config
+from tests.decision.support import write_config
 from tests.services import LOOPBACK, free_port, port_is_open
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +59,7 @@ def serve(directory: Path, *, nofile: tuple[int, int], server: str = "") -> Iter
     if prlimit is None:
         pytest.skip("prlimit (util-linux) is needed to limit the child's open files")
     port = free_port()
-    extra = f"server:\n  address: {LOOPBACK}\n  port: {port}\n{server}"
-    config = write_config(directory, extra=extra)
+    config = write_config(directory, address=LOOPBACK, port=port, server=server)
     log = directory / "serve.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -260,12 +259,12 @@ def test_the_open_files_limit_is_raised_and_sizes_the_connection_limit(tmp_path:
 
 def test_connection_budget_keeps_room_for_pools(tmp_path: Path) -> None:
     redis = "  redis:\n    pool_size: 50\n"
-    settings = load_settings(write_config(tmp_path, store="redis", session_extra=redis))
+    settings = load_settings(write_config(tmp_path, store="redis", session=redis))
     assert connection_budget(settings, 4096) == (4096 - 128 - 50, None)
     assert connection_budget(settings, 1 << 20) == (10_000, None)  # memory runs out first
     # A tiny limit still leaves a quarter for clients.
     assert connection_budget(settings, 160) == (40, None)
-    limited = load_settings(write_config(tmp_path, extra="server:\n  limit_concurrency: 10000\n"))
+    limited = load_settings(write_config(tmp_path, server="  limit_concurrency: 10000\n"))
     budget, warning = connection_budget(limited, 4096)
     assert budget == 4096 - 128
     assert warning is not None and "limit_concurrency 10000" in warning

@@ -11,23 +11,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.clock import FakeClock
+
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class FakeClock:
-    """A settable clock (wall or monotonic, whatever the code under test asks for)."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from gateway.credentials.api_keys import (
 )
 from gateway.security.crypto import keyed_hash
 from gateway.storage.records import ApiKeyRecord
-from tests.credentials.conftest import FakeClock
 from tests.credentials.memory_repository import MemoryRepository
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

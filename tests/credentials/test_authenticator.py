@@ -23,8 +23,9 @@ from gateway.credentials.authenticator import (
 from gateway.settings import CredentialsSettings
 from gateway.storage.records import ApiKeyRecord
 from tests.credentials.certs import headers_for, issue, make_ca, write_bundle
-from tests.credentials.conftest import FakeClock, JwksServer
+from tests.credentials.conftest import JwksServer
 from tests.credentials.memory_repository import MemoryRepository
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ from tests.credentials.certs import (
     make_ca,
     write_bundle,
 )
-from tests.credentials.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(scope="module")

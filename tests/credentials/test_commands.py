@@ -17,35 +17,21 @@ from gateway.credentials.api_keys import (
     load_static_api_keys,
     parse_api_key,
 )
-from gateway.security.crypto import generate_key
 from gateway.settings import Settings, load_settings
 from gateway.storage import open_storage
 from gateway.storage.records import ApiKeyRecord
+from tests.support.config import Cookie, GatewayConfig
 
 HASH_KEY = "c" * 48
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "gateway.yml"
-    path.write_text(
-        f"""\
-secrets:
-  encryption_keys: [{generate_key()}]
-  hash_key: {HASH_KEY}
-policy:
-  files: [policy.yml]
-session:
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com/
-storage:
-  type: sqlite
-  sqlite:
-    path: data/gateway.sqlite3
-"""
-    )
-    return path
+    return GatewayConfig(
+        hash_key=HASH_KEY,
+        cookies=(Cookie(portal_url="https://auth.example.com/"),),
+        storage={"type": "sqlite", "sqlite": {"path": "data/gateway.sqlite3"}},
+    ).write(tmp_path)
 
 
 def keys(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -18,7 +18,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.credentials.jwks import JwksClient, JwksError, parse_jwks
 from gateway.credentials.jwt import JwtIdentity, JwtIssuer, JwtVerifier, TokenRejected
-from tests.credentials.conftest import FakeClock, JwksServer
+from tests.credentials.conftest import JwksServer
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -14,8 +14,8 @@ from gateway.credentials.rate_limit import (
     RateDecision,
     RedisRateLimiter,
 )
-from tests.credentials.conftest import FakeClock
 from tests.services import free_port
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import textwrap
 from pathlib import Path
@@ -10,30 +11,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.security.crypto import generate_key
 from gateway.settings import CredentialsSettings, Settings, load_settings
 from gateway.yaml_source import ConfigError
 from tests.credentials.certs import make_ca, write_bundle
+from tests.support.config import Cookie, GatewayConfig
 
-MINIMAL = f"""\
-secrets:
-  encryption_keys: [{generate_key()}]
-  hash_key: {"h" * 40}
-policy:
-  files: [policy.yml]
-session:
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com/
-"""
+MINIMAL = GatewayConfig(
+    hash_key="h" * 40, cookies=(Cookie(portal_url="https://auth.example.com/"),)
+)
 
 
 def load(tmp_path: Path, credentials: str) -> Settings:
-    path = tmp_path / "gateway.yml"
-    path.write_text(
-        MINIMAL + "credentials:\n" + textwrap.indent(textwrap.dedent(credentials), "  ")
-    )
-    return load_settings(path)
+    section = "credentials:\n" + textwrap.indent(textwrap.dedent(credentials), "  ")
+    return load_settings(dataclasses.replace(MINIMAL, extra=section).write(tmp_path))
 
 
 def error_of(tmp_path: Path, credentials: str) -> str:
@@ -43,9 +33,7 @@ def error_of(tmp_path: Path, credentials: str) -> str:
 
 
 def test_defaults(tmp_path: Path) -> None:
-    path = tmp_path / "gateway.yml"
-    path.write_text(MINIMAL)
-    credentials = load_settings(path).credentials
+    credentials = load_settings(MINIMAL.write(tmp_path)).credentials
     assert credentials == CredentialsSettings()
     assert [str(n) for n in credentials.default_networks] == [
         "127.0.0.0/8",

@@ -16,8 +16,7 @@ from gateway.app import create_app
 from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.settings import Settings, load_settings
 from gateway.storage import ApiKeyRecord, open_storage
-from tests.decision.conftest import Gateway, write_config
-from tests.decision.test_endpoints import ask
+from tests.decision.support import Gateway, ask, write_config
 
 MASTER_KEY = "sk-upstream-master-0123456789"
 

@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -17,47 +16,20 @@ from gateway.identity.passwords import hash_password
 from gateway.identity.users_file import UsersFileBackend
 from gateway.session.model import AuthLevel
 from gateway.settings import load_settings
-from tests.decision.conftest import PASSWORD, Gateway, write_config
-
-FORWARD = "/api/authz/forward-auth"
-NGINX = "/api/authz/auth-request"
-BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-REMOTE = ("remote-user", "remote-groups", "remote-email", "remote-name")
-
-
-def ask(
-    gateway: Gateway,
-    url: str,
-    *,
-    method: str = "GET",
-    cookie: str | None = None,
-    accept: str = BROWSER,
-    client_ip: str = "203.0.113.10",
-    endpoint: str = FORWARD,
-    extra: dict[str, str] | None = None,
-    http_method: str = "GET",
-) -> httpx.Response:
-    parts = urlsplit(url)
-    if endpoint == FORWARD:
-        headers = {
-            "X-Forwarded-Proto": parts.scheme,
-            "X-Forwarded-Host": parts.netloc,
-            "X-Forwarded-Uri": parts.path + (f"?{parts.query}" if parts.query else ""),
-            "X-Forwarded-Method": method,
-        }
-    else:
-        headers = {"X-Original-URL": url, "X-Original-Method": method}
-    headers["X-Forwarded-For"] = client_ip
-    headers["Accept"] = accept
-    if cookie:
-        headers["Cookie"] = cookie
-    headers.update(extra or {})
-    return gateway.client.request(http_method, endpoint, headers=headers, follow_redirects=False)
-
-
-def remote(response: httpx.Response) -> dict[str, str]:
-    return {name: response.headers.get(name) for name in REMOTE}  # type: ignore[misc]
-
+from tests.decision.support import (
+    BROWSER,
+    FORWARD,
+    NGINX,
+    PASSWORD,
+    REMOTE,
+    USERS,
+    Gateway,
+    ask,
+    basic,
+    remote,
+    write_config,
+)
+from tests.support.config import users_yml
 
 # --- allowed --------------------------------------------------------------------------
 
@@ -385,11 +357,6 @@ def test_untrusted_peer_cannot_set_target_or_address(untrusting_gateway: Gateway
 # --- Authorization: Basic -------------------------------------------------------------
 
 
-def basic(username: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 def test_basic_credentials_authenticate_one_factor(gateway: Gateway) -> None:
     response = ask(gateway, "https://app.example.com/", extra=basic("john", PASSWORD))
     assert response.status_code == 200
@@ -516,13 +483,7 @@ def rewrite_users(gateway: Gateway, *, disabled: bool = False, password: str = P
     hashed = hash_password(password)
     replacement = backend.path.with_name("users.yml.new")
     replacement.write_text(
-        "users:\n"
-        "  john:\n"
-        "    displayname: John Doe\n"
-        "    email: john@example.com\n"
-        "    groups: [admins, dev]\n"
-        f'    password: "{hashed}"\n'
-        f"    disabled: {'true' if disabled else 'false'}\n"
+        users_yml(hashed, john=dataclasses.replace(USERS["john"], disabled=disabled))
     )
     replacement.replace(backend.path)
     before = backend.generation

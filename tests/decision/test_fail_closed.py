@@ -18,8 +18,7 @@ from gateway.observability.throttle import DEFAULT_INTERVAL
 from gateway.policy import Level
 from gateway.settings import Settings, load_settings
 from gateway.storage import ApiKeyRecord, open_storage
-from tests.decision.conftest import Gateway, write_config
-from tests.decision.test_endpoints import ask
+from tests.decision.support import Gateway, ask, write_config
 from tests.services import LdapServer, PostgresServer, RedisServer
 
 
@@ -29,7 +28,7 @@ def redis_gateway(tmp_path: Path, redis_server: RedisServer) -> Iterator[Gateway
         f"  redis:\n    url: {redis_server.url}\n    key_prefix: 'failclosed:{tmp_path.name}:'\n"
         "    timeout: 1s\n  cache_ttl: 0.05s\n"
     )
-    settings = load_settings(write_config(tmp_path, store="redis", session_extra=session_extra))
+    settings = load_settings(write_config(tmp_path, store="redis", session=session_extra))
     app = create_app(settings)
     with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
         yield Gateway(app, client)

@@ -15,7 +15,7 @@ from gateway.app import GatewayApp, create_app
 from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.runtime import Runtime
 from gateway.settings import load_settings
-from tests.decision.conftest import write_config
+from tests.decision.support import write_config
 
 HASH_KEY = b"k" * 40  # secrets.hash_key of write_config
 HOST = "llm.example.com"  # not matched by the default api_host_patterns (api.*)

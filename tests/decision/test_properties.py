@@ -25,7 +25,7 @@ from gateway.app import create_app
 from gateway.policy import BadTarget, Level, Subject, Target
 from gateway.session.model import AuthLevel
 from gateway.settings import load_settings
-from tests.decision.conftest import Gateway, write_config
+from tests.decision.support import Gateway, write_config
 
 FORWARD = "/api/authz/forward-auth"
 NGINX = "/api/authz/auth-request"

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import load_settings
-from tests.decision.conftest import POLICY, Gateway, write_config
+from tests.decision.support import POLICY, Gateway, write_config
 
 
 @pytest.fixture

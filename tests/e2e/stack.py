@@ -7,7 +7,6 @@ host-resolver rules (tests/services.py) or through an explicit Host header / SNI
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import signal
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import httpx
 
-from gateway.identity.passwords import hash_password
-from gateway.security.crypto import generate_key
 from tests.services import CaddyFactory, CaddyInstance, free_port, port_is_open
+from tests.support.config import USERS_FILE, Cookie, GatewayConfig, User, users_yml
+from tests.support.passwords import password_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "e2e password 1"
@@ -36,21 +35,15 @@ def render_caddyfile(name: str = "gateway.Caddyfile") -> str:
     return text.replace("import snippets.caddy", snippets)
 
 
-@functools.cache
-def _password_hash() -> str:
-    return hash_password(PASSWORD)
+USERS = {
+    "john": User("John Doe", "john@example.com", ("admins", "dev")),
+    "harry": User("Harry Smith", "harry@example.com", ("dev",)),
+}
 
 
-def write_users(path: Path) -> None:
-    hashed = _password_hash()
-    path.write_text(
-        "users:\n"
-        "  john:\n    displayname: John Doe\n    email: john@example.com\n"
-        f'    groups: [admins, dev]\n    password: "{hashed}"\n'
-        "  harry:\n    displayname: Harry Smith\n    email: harry@example.com\n"
-        f'    groups: [dev]\n    password: "{hashed}"\n'
-    )
-    path.chmod(0o600)
+def users_text() -> str:
+    """users.yml of the end-to-end tests: john and harry, both with PASSWORD."""
+    return users_yml(password_hash(PASSWORD), **USERS)
 
 
 E2E_POLICY = """\
@@ -113,31 +106,26 @@ def gateway_config(
     *,
     authentication: str,
     policy: str = E2E_POLICY,
+    extra: str = "",
 ) -> Path:
-    (directory / "policy.yml").write_text(policy)
-    config = directory / "gateway.yml"
-    config.write_text(
-        f"""\
-server:
-  address: 127.0.0.1
-  port: {gateway_port}
-secrets:
-  encryption_keys: [{generate_key()}]
-  hash_key: {"e" * 40}
-policy:
-  files: [policy.yml]
-session:
-  store: sqlite
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com:{https_port}
-      default_redirect_url: https://app.example.com:{https_port}
-{authentication}
-storage:
-  type: sqlite
-"""
-    )
-    return config
+    """gateway.yml and policy.yml: the gateway on ``gateway_port``, HTTPS on ``https_port``."""
+    return GatewayConfig(
+        address="127.0.0.1",
+        port=gateway_port,
+        hash_key="e" * 40,
+        store="sqlite",
+        cookies=(
+            Cookie(
+                "example.com",
+                f"https://auth.example.com:{https_port}",
+                f"https://app.example.com:{https_port}",
+            ),
+        ),
+        authentication=authentication,
+        storage={"type": "sqlite"},
+        extra=extra,
+        policy=policy,
+    ).write(directory)
 
 
 @contextmanager
@@ -232,17 +220,12 @@ def stack(
             yield Stack(directory, instance, gateway_port, upstream_port)
 
 
-USERS_FILE_AUTHENTICATION = """\
-authentication:
-  backend: file
-  file:
-    path: users.yml
-"""
-
-
 def users_file_authentication(directory: Path) -> str:
-    write_users(directory / "users.yml")
-    return USERS_FILE_AUTHENTICATION
+    """Write users.yml into ``directory``; the authentication section that names it."""
+    users = directory / "users.yml"
+    users.write_text(users_text())
+    users.chmod(0o600)
+    return USERS_FILE
 
 
 def echoed(text: str) -> dict[str, str]:

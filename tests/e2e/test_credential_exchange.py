@@ -98,7 +98,7 @@ def test_upstream_sees_the_master_key_never_the_clients(
     with running_upstream(upstream_port), caddy.start(caddyfile, binary=binary, env=env) as front:
         config = gateway_config(
             tmp_path, front.https_port, gateway_port,
-            authentication=users_file_authentication(tmp_path) + CREDENTIALS, policy=POLICY,
+            authentication=users_file_authentication(tmp_path), extra=CREDENTIALS, policy=POLICY,
         )  # fmt: skip
         key = asyncio.run(seed(config))
         url = f"https://api.llm.example.com:{front.https_port}/v1/chat"
@@ -197,7 +197,7 @@ def test_gateway_machine_never_forwards_an_api_key(
     with running_upstream(upstream_port), caddy.start(caddyfile, binary=binary, env=env) as front:
         config = gateway_config(
             tmp_path, front.https_port, gateway_port,
-            authentication=users_file_authentication(tmp_path) + MACHINE_CREDENTIALS,
+            authentication=users_file_authentication(tmp_path), extra=MACHINE_CREDENTIALS,
             policy=MACHINE_POLICY,
         )  # fmt: skip
         key = asyncio.run(seed(config, secret=False))

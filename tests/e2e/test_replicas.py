@@ -10,36 +10,27 @@ from pathlib import Path
 import httpx
 
 from gateway.security.crypto import generate_key
-from tests.e2e.stack import E2E_POLICY, PASSWORD, running_gateway, write_users
+from tests.e2e.stack import E2E_POLICY, PASSWORD, running_gateway, users_text
 from tests.services import RedisServer, free_port
+from tests.support.config import USERS_FILE, GatewayConfig, Section
 
 KEY = generate_key()
 
 
-def config(directory: Path, port: int, *, sessions: str, storage: str) -> Path:
+def config(directory: Path, port: int, *, store: str, session: str = "", storage: Section) -> Path:
     directory.mkdir(exist_ok=True)
-    (directory / "policy.yml").write_text(E2E_POLICY)
-    write_users(directory / "users.yml")
-    path = directory / "gateway.yml"
-    path.write_text(
-        f"""\
-server: {{address: 127.0.0.1, port: {port}}}
-secrets:
-  encryption_keys: [{KEY}]
-  hash_key: {"r" * 40}
-policy: {{files: [policy.yml]}}
-session:
-{sessions}
-  cache_ttl: 0.2s
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com
-authentication: {{backend: file, file: {{path: users.yml}}}}
-storage:
-{storage}
-"""
-    )
-    return path
+    return GatewayConfig(
+        address="127.0.0.1",
+        port=port,
+        encryption_keys=[KEY],
+        hash_key="r" * 40,
+        store=store,
+        session=session + "  cache_ttl: 0.2s\n",
+        authentication=USERS_FILE,
+        storage=storage,
+        policy=E2E_POLICY,
+        users=users_text(),
+    ).write(directory)
 
 
 def sign_in(port: int, username: str, password: str = PASSWORD) -> httpx.Response:
@@ -84,11 +75,11 @@ def test_two_replicas_share_sessions_bans_and_logout(
     tmp_path: Path, redis_server: RedisServer, postgres_database: str
 ) -> None:
     prefix = f"replicas-{tmp_path.name}:"
-    sessions = f"  store: redis\n  redis: {{url: '{redis_server.url}', key_prefix: '{prefix}'}}"
-    storage = f"  type: postgres\n  postgres: {{dsn: '{postgres_database}'}}"
+    redis = f"  redis: {{url: '{redis_server.url}', key_prefix: '{prefix}'}}\n"
+    storage = {"type": "postgres", "postgres": {"dsn": postgres_database}}
     port_a, port_b = free_port(), free_port()
-    config_a = config(tmp_path / "a", port_a, sessions=sessions, storage=storage)
-    config_b = config(tmp_path / "b", port_b, sessions=sessions, storage=storage)
+    config_a = config(tmp_path / "a", port_a, store="redis", session=redis, storage=storage)
+    config_b = config(tmp_path / "b", port_b, store="redis", session=redis, storage=storage)
     with running_gateway(config_a, port_a), running_gateway(config_b, port_b):
         # Signed in on replica A, recognised by replica B.
         cookie = session_cookie(sign_in(port_a, "john"))
@@ -131,7 +122,7 @@ def test_two_replicas_share_sessions_bans_and_logout(
 
 def test_worker_processes_share_sqlite_sessions(tmp_path: Path) -> None:
     port = free_port()
-    path = config(tmp_path / "w", port, sessions="  store: sqlite", storage="  type: sqlite")
+    path = config(tmp_path / "w", port, store="sqlite", storage={"type": "sqlite"})
     with running_gateway(path, port, extra_args=["--workers", "2"]):
         cookie = session_cookie(sign_in(port, "john"))
         # New connections are spread over both workers; every one must know the session.

@@ -6,17 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.identity.passwords import hash_password
-from tests.identity.support import FAST
+from tests.support.passwords import password_hash
 
 
 @pytest.fixture(scope="session")
 def fast_hash() -> Callable[[str], str]:
-    cache: dict[str, str] = {}
-
-    def make(password: str) -> str:
-        if password not in cache:
-            cache[password] = hash_password(password, parameters=FAST)
-        return cache[password]
-
-    return make
+    """Hash a password with cheap argon2id parameters (once per password)."""
+    return lambda password: password_hash(password, fast=True)

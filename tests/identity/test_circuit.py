@@ -1,18 +1,11 @@
 from __future__ import annotations
 
 from gateway.identity.circuit import CircuitBreaker, CircuitState
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_opens_after_consecutive_failures_only() -> None:
-    breaker = CircuitBreaker(3, 30.0, clock=Clock())
+    breaker = CircuitBreaker(3, 30.0, clock=FakeClock(1000.0))
     breaker.record_failure()
     breaker.record_failure()
     breaker.record_success()  # the count is of failures in a row
@@ -25,12 +18,12 @@ def test_opens_after_consecutive_failures_only() -> None:
 
 
 def test_half_open_lets_one_probe_through() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(1, 30.0, clock=clock)
     breaker.record_failure()
-    clock.now += 29.9
+    clock.advance(29.9)
     assert not breaker.allow()
-    clock.now += 0.2
+    clock.advance(0.2)
     assert breaker.state is CircuitState.HALF_OPEN
     assert breaker.allow()  # the probe
     assert not breaker.allow()  # everyone else still fails fast
@@ -39,25 +32,25 @@ def test_half_open_lets_one_probe_through() -> None:
 
 
 def test_failed_probe_opens_again_for_a_full_period() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(5, 10.0, clock=clock)
     for _ in range(5):
         breaker.record_failure()
-    clock.now += 10.0
+    clock.advance(10.0)
     assert breaker.allow()
     breaker.record_failure()  # one failure suffices in half-open state
     assert breaker.state is CircuitState.OPEN
-    clock.now += 9.0
+    clock.advance(9.0)
     assert not breaker.allow()
 
 
 def test_a_silent_probe_is_replaced_after_the_reset_timeout() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(1, 10.0, clock=clock)
     breaker.record_failure()
-    clock.now += 10.0
+    clock.advance(10.0)
     assert breaker.allow()  # this probe's caller is cancelled and never reports
-    clock.now += 5.0
+    clock.advance(5.0)
     assert not breaker.allow()
-    clock.now += 5.0
+    clock.advance(5.0)
     assert breaker.allow()

@@ -12,7 +12,8 @@ import pytest
 from gateway.identity import commands
 from gateway.identity.passwords import hash_password, verify_password
 from gateway.identity.users_file import load_users
-from tests.identity.support import FAST
+from tests.support.config import GatewayConfig
+from tests.support.passwords import FAST
 
 
 def gateway_users(
@@ -206,24 +207,10 @@ def test_flow_style_file_is_rewritten_and_says_so(
 def test_users_file_from_the_gateway_configuration(
     tmp_path: Path, users: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "gateway.yml"
-    config.write_text(
-        f"""\
-secrets:
-  encryption_keys: ["{"A" * 43}"]
-  hash_key: "{"k" * 40}"
-policy:
-  files: [policy.yml]
-session:
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com
-authentication:
-  backend: file
-  file:
-    path: {users.name}
-"""
-    )
+    config = GatewayConfig(
+        encryption_keys=["A" * 43],
+        authentication={"backend": "file", "file": {"path": users.name}},
+    ).write(tmp_path)
     code, out, err = gateway_users(monkeypatch, capsys, "check", "--config", str(config))
     assert (code, err) == (0, "")
     assert out == f"{users}: ok, 1 users (1 enabled)\n"

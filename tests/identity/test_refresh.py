@@ -5,6 +5,7 @@ from pathlib import Path
 
 from gateway.identity.model import DirectoryUnavailable, User
 from gateway.identity.refresh import Refreshed, UserRefresher
+from tests.support.clock import FakeClock
 
 JOHN = User("john", "John Doe", "john@example.com", ("admins", "dev"))
 
@@ -28,15 +29,8 @@ class Backend:
     async def close(self) -> None: ...
 
 
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_refresh_only_when_due_and_keep_the_user_during_an_outage() -> None:
-    backend, clock = Backend(), Clock()
+    backend, clock = Backend(), FakeClock(1000.0)
     refresher = UserRefresher(backend, 300.0, clock=clock)
 
     async def scenario() -> None:

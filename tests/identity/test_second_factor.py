@@ -15,6 +15,8 @@ from gateway.identity.totp import code_at
 from gateway.security.crypto import Keyring, generate_key
 from gateway.settings import load_settings
 from gateway.storage import open_storage
+from tests.support.clock import FakeClock
+from tests.support.config import GatewayConfig
 
 HASH_KEY = b"h" * 40
 START = 1_700_000_000.0  # a step boundary for period 30: 56666666 * 30 + 20
@@ -68,16 +70,8 @@ class MemoryStore:
         return len(self.codes.get(username, ()))
 
 
-class Clock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def second_factor(
-    store: SecondFactorStore, clock: Clock, keyring: Keyring | None = None
+    store: SecondFactorStore, clock: FakeClock, keyring: Keyring | None = None
 ) -> SecondFactor:
     return SecondFactor(
         store,
@@ -88,12 +82,12 @@ def second_factor(
     )
 
 
-def current_code(secret: str, clock: Clock, offset: int = 0) -> str:
+def current_code(secret: str, clock: FakeClock, offset: int = 0) -> str:
     return code_at(secret, int(clock.now // 30) + offset)
 
 
 async def enroll(
-    factor: SecondFactor, clock: Clock, username: str = "john"
+    factor: SecondFactor, clock: FakeClock, username: str = "john"
 ) -> tuple[str, list[str]]:
     enrollment = factor.begin_enrollment(username)
     codes = await factor.confirm_enrollment(
@@ -104,7 +98,7 @@ async def enroll(
 
 
 def test_enrollment_needs_a_valid_code_before_anything_is_saved() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), FakeClock(START)
     factor = second_factor(store, clock)
 
     async def scenario() -> None:
@@ -129,18 +123,18 @@ def test_enrollment_needs_a_valid_code_before_anything_is_saved() -> None:
 
 
 def test_a_code_works_once() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), FakeClock(START)
     factor = second_factor(store, clock)
 
     async def scenario() -> None:
         secret, _ = await enroll(factor, clock)
         # the code that confirmed the enrollment is already used
         assert await factor.verify("john", current_code(secret, clock)) is None
-        clock.now += 30
+        clock.advance(30)
         code = current_code(secret, clock)
         assert await factor.verify("john", code) == "totp"
         assert await factor.verify("john", code) is None  # replay
-        clock.now += 15
+        clock.advance(15)
         assert await factor.verify("john", code) is None  # still within skew: still a replay
         assert await factor.verify("john", current_code(secret, clock, offset=1)) == "totp"
         assert await factor.verify("john", "123 456") is None
@@ -150,7 +144,7 @@ def test_a_code_works_once() -> None:
 
 
 def test_recovery_codes_work_once_each() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), FakeClock(START)
     factor = second_factor(store, clock)
 
     async def scenario() -> None:
@@ -170,7 +164,7 @@ def test_recovery_codes_work_once_each() -> None:
 
 
 def test_enrollment_tokens_expire_and_belong_to_one_user() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), FakeClock(START)
     factor = second_factor(store, clock)
 
     async def scenario() -> None:
@@ -185,7 +179,7 @@ def test_enrollment_tokens_expire_and_belong_to_one_user() -> None:
         other_keys = second_factor(store, clock)
         with pytest.raises(EnrollmentExpired):
             await other_keys.confirm_enrollment("john", enrollment.token, code)
-        clock.now += 901
+        clock.advance(901)
         with pytest.raises(EnrollmentExpired, match="expired"):
             await factor.confirm_enrollment(
                 "john", enrollment.token, current_code(enrollment.secret, clock)
@@ -196,14 +190,14 @@ def test_enrollment_tokens_expire_and_belong_to_one_user() -> None:
 
 
 def test_reset_forgets_seed_and_recovery_codes() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), FakeClock(START)
     factor = second_factor(store, clock)
 
     async def scenario() -> None:
         secret, codes = await enroll(factor, clock)
         assert await factor.reset("john") is True
         assert not await factor.has_totp("john")
-        clock.now += 30
+        clock.advance(30)
         assert await factor.verify("john", current_code(secret, clock)) is None
         assert await factor.verify("john", codes[0]) is None
         assert await factor.reset("john") is False
@@ -212,7 +206,7 @@ def test_reset_forgets_seed_and_recovery_codes() -> None:
 
 
 def test_eight_digit_codes_and_stored_parameters_win() -> None:
-    store, clock = MemoryStore(), Clock()
+    store, clock = MemoryStore(), FakeClock(START)
     keyring = Keyring.from_texts([generate_key()])
     eight = SecondFactor(
         store, keyring=keyring, hash_key=HASH_KEY, digits=8, period=60, clock=clock
@@ -224,7 +218,7 @@ def test_eight_digit_codes_and_stored_parameters_win() -> None:
         code = code_at(enrollment.secret, int(clock.now // 60), digits=8)
         assert await eight.confirm_enrollment("john", enrollment.token, code) is not None
         # settings changed to 6 digits / 30 s later: the enrollment keeps its own
-        clock.now += 60
+        clock.advance(60)
         later = code_at(enrollment.secret, int(clock.now // 60), digits=8)
         assert await six.verify("john", later) == "totp"
 
@@ -235,32 +229,16 @@ def test_eight_digit_codes_and_stored_parameters_win() -> None:
 
 
 def write_config(directory: Path) -> Path:
-    path = directory / "gateway.yml"
-    path.write_text(
-        f"""\
-secrets:
-  encryption_keys: ["{generate_key()}"]
-  hash_key: "{HASH_KEY.decode()}"
-policy:
-  files: [policy.yml]
-session:
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com
-storage:
-  type: sqlite
-  sqlite:
-    path: gateway.sqlite3
-totp:
-  issuer: Example
-"""
-    )
-    return path
+    return GatewayConfig(
+        hash_key=HASH_KEY.decode(),
+        storage={"type": "sqlite", "sqlite": {"path": "gateway.sqlite3"}},
+        extra={"totp": {"issuer": "Example"}},
+    ).write(directory)
 
 
 def test_replay_is_refused_across_replicas_with_sqlite_storage(tmp_path: Path) -> None:
     settings = load_settings(write_config(tmp_path))
-    clock = Clock()
+    clock = FakeClock(START)
 
     async def scenario() -> None:
         first, second = await open_storage(settings), await open_storage(settings)
@@ -269,7 +247,7 @@ def test_replay_is_refused_across_replicas_with_sqlite_storage(tmp_path: Path) -
             replica_b = SecondFactor.from_settings(settings, second, HASH_KEY, clock=clock)
             secret, codes = await enroll(replica_a, clock)
             assert await replica_b.has_totp("john")
-            clock.now += 30
+            clock.advance(30)
             code = current_code(secret, clock)
             results = await asyncio.gather(
                 replica_a.verify("john", code),
@@ -299,7 +277,7 @@ def test_totp_reset_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     async def enroll_john() -> None:
         storage = await open_storage(settings)
         try:
-            clock = Clock(time.time())  # the storage's own clock is the real one
+            clock = FakeClock(time.time())  # the storage's own clock is the real one
             factor = SecondFactor.from_settings(settings, storage, HASH_KEY, clock=clock)
             await enroll(factor, clock)
         finally:

@@ -20,6 +20,7 @@ from gateway.observability.logging import (
 )
 from gateway.security.crypto import generate_key
 from gateway.settings import load_settings
+from tests.support.config import GatewayConfig
 
 
 @pytest.mark.parametrize(
@@ -138,37 +139,39 @@ def test_configured_secret_values_are_redacted_wherever_they_appear(
     tmp_path: Path, registered: None
 ) -> None:
     key = generate_key()
-    (tmp_path / "policy.yml").write_text("access_control:\n  default_policy: deny\n")
-    (tmp_path / "gateway.yml").write_text(
-        f"""\
-secrets:
-  encryption_keys: [{key}]
-  hash_key: hash-key-value-that-is-long-enough-1234
-policy:
-  files: [policy.yml]
-session:
-  cookies: [{{domain: example.com, portal_url: "https://auth.example.com"}}]
-  store: redis
-  redis:
-    url: "redis://:url%40pass-word@redis:6379/0"
-    password: redis-password-value
-authentication:
-  backend: ldap
-  ldap:
-    urls: ["ldap://ldap:389"]
-    base_dn: dc=example,dc=com
-    password: ldap-bind-password
-storage:
-  type: postgres
-  postgres:
-    dsn: "host=db dbname=gateway password='dsn pass word'"
-    password: postgres-password-value
-credentials:
-  rate_limits:
-    redis_url: "redis://user:ratelimit-pass@redis:6379/1"
-"""
+    config = GatewayConfig(
+        encryption_keys=[key],
+        hash_key="hash-key-value-that-is-long-enough-1234",
+        store="redis",
+        session={
+            "redis": {
+                "url": "redis://:url%40pass-word@redis:6379/0",
+                "password": "redis-password-value",
+            }
+        },
+        authentication={
+            "backend": "ldap",
+            "ldap": {
+                "urls": ["ldap://ldap:389"],
+                "base_dn": "dc=example,dc=com",
+                "password": "ldap-bind-password",
+            },
+        },
+        storage={
+            "type": "postgres",
+            "postgres": {
+                "dsn": "host=db dbname=gateway password='dsn pass word'",
+                "password": "postgres-password-value",
+            },
+        },
+        extra={
+            "credentials": {
+                "rate_limits": {"redis_url": "redis://user:ratelimit-pass@redis:6379/1"}
+            }
+        },
+        policy="access_control:\n  default_policy: deny\n",
     )
-    settings = load_settings(tmp_path / "gateway.yml")
+    settings = load_settings(config.write(tmp_path))
     secrets = configured_secrets(settings)
     register_secrets(secrets)
     values = [

@@ -16,38 +16,31 @@ from gateway.observability.throttle import (
 )
 from gateway.session.model import SessionStoreUnavailable
 from gateway.storage.errors import StorageUnavailable
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
-def throttle(clock: Clock) -> LogThrottle:
+def throttle(clock: FakeClock) -> LogThrottle:
     return LogThrottle(10.0, clock=clock)
 
 
-def test_one_line_per_key_per_interval(throttle: LogThrottle, clock: Clock) -> None:
+def test_one_line_per_key_per_interval(throttle: LogThrottle, clock: FakeClock) -> None:
     assert throttle.admit("redis") == 0
     assert [throttle.admit("redis") for _ in range(5)] == [None] * 5
     assert throttle.admit("ldap") == 0  # another kind has its own budget
-    clock.now += 9.9
+    clock.advance(9.9)
     assert throttle.admit("redis") is None
-    clock.now += 0.1
+    clock.advance(0.1)
     assert throttle.admit("redis") == 6  # held back since the last line
     assert throttle.admit("redis") is None
 
 
-def test_keys_are_bounded(clock: Clock) -> None:
+def test_keys_are_bounded(clock: FakeClock) -> None:
     throttle = LogThrottle(10.0, clock=clock, max_keys=3)
     for key in range(10):
         assert throttle.admit(key) == 0
@@ -56,13 +49,13 @@ def test_keys_are_bounded(clock: Clock) -> None:
 
 
 def test_the_next_line_says_how_many_were_held_back(
-    throttle: LogThrottle, clock: Clock, caplog: pytest.LogCaptureFixture
+    throttle: LogThrottle, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     logger = logging.getLogger("gateway.test.throttle")
     with caplog.at_level(logging.INFO, logger=logger.name):
         for _ in range(50):
             log_throttled(logger, "k", "store down: %s", "refused", throttle=throttle)
-        clock.now += 10
+        clock.advance(10)
         log_throttled(logger, "k", "store down: %s", "refused", throttle=throttle)
     messages = [record.getMessage() for record in caplog.records]
     assert messages == [
@@ -114,7 +107,7 @@ def test_distinct_bugs_each_get_their_traceback(
 
 
 def test_the_handler_filter_throttles_other_libraries_only(
-    throttle: LogThrottle, clock: Clock
+    throttle: LogThrottle, clock: FakeClock
 ) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -128,7 +121,7 @@ def test_the_handler_filter_throttles_other_libraries_only(
         for attempt in range(30):
             library.warning("error connecting in %r: %s", "pool", f"timeout {attempt}")
             own.warning("gateway line %d", attempt)
-        clock.now += 10
+        clock.advance(10)
         library.warning("error connecting in %r: %s", "pool", "timeout 30")
     finally:
         for logger in (library, own):

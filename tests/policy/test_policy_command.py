@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.testing import add_arguments, run
+from tests.support.config import Cookie, GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "policies" / "example.yml"
@@ -189,16 +190,12 @@ def test_json_lines_all_good_from_stdin(
 def test_config_file_supplies_the_policy_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gateway.security.crypto import generate_key
-
-    (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "main.yml").write_text(EXAMPLE.read_text())
-    config = tmp_path / "gateway.yml"
-    config.write_text(
-        f"secrets:\n  encryption_keys: [{generate_key()}]\n  hash_key: {'h' * 40}\n"
-        "policy:\n  files: [policies/main.yml]\n"
-        "session:\n  cookies:\n    - domain: example.com\n      portal_url: https://auth.example.com/\n"
-    )
+    config = GatewayConfig(
+        hash_key="h" * 40,
+        policy_files=["policies/main.yml"],
+        cookies=(Cookie(portal_url="https://auth.example.com/"),),
+        policy=EXAMPLE.read_text(),
+    ).write(tmp_path)
     status, out, err = command(
         ["test", "--config", str(config), "--url", "https://public.example.com/", "--json"], capsys
     )

@@ -5,39 +5,33 @@ store, regulation, policy files, SQLite storage, the second-factor service) and 
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
-import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from argon2 import Parameters, Type
 from starlette.testclient import TestClient
 
-from gateway.identity.passwords import hash_password
 from gateway.identity.second_factor import SecondFactor
 from gateway.identity.users_file import UsersFileBackend
 from gateway.observability.metrics import Metrics
 from gateway.policy.reload import PolicyWatcher
 from gateway.runtime import Runtime
-from gateway.security.crypto import Keyring, generate_key
+from gateway.security.crypto import Keyring
 from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores.memory import MemorySessionStore
 from gateway.settings import Settings
 from gateway.storage import open_storage
+from tests.support.config import Cookie, GatewayConfig, User, users_yml
+from tests.support.passwords import password_hash
 
 T = TypeVar("T")
 
 PORTAL = "https://auth.example.com"
 CLIENT_IP = "198.51.100.7"
 PASSWORD = "correct horse battery staple"
-
-_FAST = Parameters(
-    type=Type.ID, version=19, salt_len=16, hash_len=32, time_cost=1, memory_cost=64, parallelism=1
-)
 
 POLICY = """\
 access_control:
@@ -59,69 +53,26 @@ access_control:
 """
 
 
-@functools.cache
-def _password_hash() -> str:
-    return hash_password(PASSWORD, parameters=_FAST)
-
-
 def write_configuration(directory: Path) -> Path:
-    password = _password_hash()
-    (directory / "users.yml").write_text(
-        textwrap.dedent(
-            f"""\
-            users:
-              alice:
-                displayname: Alice Liddell
-                email: alice@example.com
-                groups: [admins, dev]
-                password: "{password}"
-              bob:
-                displayname: Bob <b>Builder</b>
-                email: bob@example.com
-                groups: []
-                password: "{password}"
-              carol:
-                displayname: Carol
-                email: carol@example.com
-                password: "{password}"
-                disabled: true
-            """
-        )
+    users = users_yml(
+        password_hash(PASSWORD, fast=True),
+        alice=User("Alice Liddell", "alice@example.com", ("admins", "dev")),
+        bob=User("Bob <b>Builder</b>", "bob@example.com", ()),
+        carol=User("Carol", "carol@example.com", disabled=True),
     )
-    (directory / "policy.yml").write_text(POLICY)
-    (directory / "gateway.yml").write_text(
-        textwrap.dedent(
-            f"""\
-            secrets:
-              encryption_keys: ["{generate_key()}"]
-              hash_key: "{"k" * 48}"
-            policy:
-              files: [policy.yml]
-            session:
-              store: memory
-              cookies:
-                - domain: example.com
-                  portal_url: https://auth.example.com
-                  default_redirect_url: https://home.example.com
-                - domain: example.org
-                  portal_url: https://auth.example.org
-            authentication:
-              backend: file
-              file:
-                path: users.yml
-                watch: false
-            regulation:
-              max_retries: 3
-              find_time: 2m
-              ban_time: 5m
-            storage:
-              type: sqlite
-              sqlite:
-                path: gateway.sqlite3
-            """
-        )
-    )
-    return directory / "gateway.yml"
+    return GatewayConfig(
+        store="memory",
+        cookies=(
+            Cookie("example.com", "https://auth.example.com", "https://home.example.com"),
+            Cookie("example.org", "https://auth.example.org"),
+        ),
+        authentication={"backend": "file", "file": {"path": "users.yml", "watch": False}},
+        storage={"type": "sqlite", "sqlite": {"path": "gateway.sqlite3"}},
+        hash_key="k" * 48,
+        extra={"regulation": {"max_retries": 3, "find_time": "2m", "ban_time": "5m"}},
+        policy=POLICY,
+        users=users,
+    ).write(directory)
 
 
 @contextlib.asynccontextmanager

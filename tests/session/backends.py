@@ -21,22 +21,10 @@ from gateway.session.stores.memory import MemorySessionStore
 from gateway.session.stores.redis import RedisSessionStore
 from gateway.session.stores.sqlite import SqliteSessionStore
 from gateway.settings import CookieDomain, RedisSettings, SessionSettings
+from tests.support.clock import FakeClock
 
 HASH_KEY = b"k" * 40
 BACKENDS = ("memory", "sqlite", "redis")
-
-
-class FakeClock:
-    """Epoch seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -96,7 +84,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """Starting at the real time: SQLite and Redis expire keys by their own clocks."""
+    return FakeClock(time.time())
 
 
 @pytest.fixture

@@ -14,34 +14,25 @@ from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores import open_session_store
 from gateway.settings import load_settings
+from tests.support.config import Cookie, GatewayConfig
 
 KEY = generate_key()
 
 
 def write_config(tmp_path: Path, store: str = "sqlite", redis_url: str = "") -> Path:
-    path = tmp_path / "gateway.yml"
-    path.write_text(
-        f"""\
-secrets:
-  encryption_keys: [{KEY}]
-  hash_key: {"h" * 40}
-policy:
-  files: [policy.yml]
-session:
-  store: {store}
-  sqlite:
-    path: data/sessions.sqlite3
-  redis:
-    url: {redis_url or "redis://127.0.0.1:1/0"}
-    key_prefix: "cli-{uuid.uuid4().hex[:8]}:"
-  cookies:
-    - domain: example.com
-      portal_url: https://auth.example.com
-    - domain: example.org
-      portal_url: https://auth.example.org
-"""
-    )
-    return path
+    return GatewayConfig(
+        encryption_keys=[KEY],
+        hash_key="h" * 40,
+        store=store,
+        session={
+            "sqlite": {"path": "data/sessions.sqlite3"},
+            "redis": {
+                "url": redis_url or "redis://127.0.0.1:1/0",
+                "key_prefix": f"cli-{uuid.uuid4().hex[:8]}:",
+            },
+        },
+        cookies=(Cookie(), Cookie("example.org", "https://auth.example.org")),
+    ).write(tmp_path)
 
 
 def populate(config: Path) -> None:

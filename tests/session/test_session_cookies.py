@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gateway.session.manager import SessionManager
 from gateway.session.stores.memory import MemorySessionStore
 from gateway.settings import CookieDomain
-from tests.session.backends import HASH_KEY, FakeClock, session_settings
+from tests.session.backends import HASH_KEY, session_settings
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +71,7 @@ async def test_browser_session_cookie_header() -> None:
 
 
 async def test_remember_me_cookie_header_has_max_age() -> None:
-    clock = FakeClock()
+    clock = FakeClock(time.time())
     manager = manager_with("example.com", clock=clock)
     com = manager.cookie_domain_for("example.com")
     assert com is not None

@@ -11,7 +11,8 @@ from gateway.session.manager import SessionManager
 from gateway.session.model import AuthLevel, Session, SessionExpired
 from gateway.session.stores.base import SessionStore
 from gateway.settings import CookieDomain
-from tests.session.backends import HASH_KEY, Backend, FakeClock, session_settings
+from tests.session.backends import HASH_KEY, Backend, session_settings
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,8 @@ from gateway.session.stores.redis import RedisSessionStore
 from gateway.session.stores.sqlite import SqliteSessionStore
 from gateway.settings import RedisSettings, RegulationSettings, Settings
 from tests.services import RedisServer
-from tests.session.backends import HASH_KEY, Backend, FakeClock, redis_store, session_settings
+from tests.session.backends import HASH_KEY, Backend, redis_store, session_settings
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.storage import Storage, open_storage
-from tests.storage.support import Backend, FakeClock
+from tests.storage.support import Backend
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers shared by the storage tests: test keys, a backend handle, a settable clock."""
+"""Helpers shared by the storage tests: test keys, a backend handle."""
 
 from __future__ import annotations
 
@@ -70,13 +70,3 @@ def config(storage: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
         },
         "storage": storage,
     }
-
-
-class FakeClock:
-    """A settable clock for tests of expiry."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now

@@ -8,7 +8,8 @@ import pytest
 
 from gateway.security.crypto import DecryptionError, Keyring
 from gateway.storage import Storage, open_storage
-from tests.storage.support import NEW_KEY, OLD_KEY, Backend, FakeClock
+from tests.storage.support import NEW_KEY, OLD_KEY, Backend
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +119,7 @@ async def test_concurrent_use_of_one_code_on_two_replicas_succeeds_once(
 async def test_expired_markers_are_pruned(backend: Backend, clock: FakeClock) -> None:
     async with await open_storage(backend.settings(), clock=clock) as storage:
         assert await storage.mark_totp_used("alice", 1, keep_for=90)
-        clock.now += 91
+        clock.advance(91)
         assert await storage.mark_totp_used("bob", 4, keep_for=90)
     rows = backend.query("SELECT username, step FROM totp_used")
     assert rows == [("bob", 4)]
