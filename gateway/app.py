@@ -24,7 +24,6 @@ from gateway.identity.model import create_user_backend
 from gateway.identity.second_factor import SecondFactor
 from gateway.observability.logging import configured_secrets, register_secrets
 from gateway.observability.metrics import Metrics
-from gateway.policy.engine import PolicyEngine
 from gateway.portal.routes import portal_routes
 from gateway.runtime import Runtime
 from gateway.security.crypto import Keyring
@@ -32,6 +31,7 @@ from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores import open_session_store
 from gateway.settings import Settings, load_settings
+from gateway.snapshot import Snapshots
 from gateway.storage import open_storage
 from gateway.validation import validate
 
@@ -61,17 +61,11 @@ async def build_runtime(settings: Settings) -> Runtime:
         opened.append(users)
         second_factor = SecondFactor.from_settings(settings, storage, hash_key, keyring=keyring)
         machines = MachineAuthenticator.from_settings(settings, storage=storage)
-        _declare_machines(machines, policy.current)
         await machines.start()
         opened.append(machines)
-
-        async def on_reload(engine: PolicyEngine) -> None:
-            _declare_machines(machines, engine)
-            await machines.load_upstream_secrets()
-
-        # Polling starts only now, so no reload can slip past the machine declarations.
-        policy.on_reload = on_reload
-        await policy.start()
+        snapshots = Snapshots(policy, machines)
+        # Polling starts only now, with every reload building a whole new snapshot.
+        await snapshots.start()
     except BaseException:
         for component in reversed(opened):
             await _close(component)
@@ -97,6 +91,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         keyring=keyring,
         hash_key=hash_key,
         policy=policy,
+        snapshots=snapshots,
         sessions=sessions,
         users=users,
         regulator=regulator,
@@ -105,12 +100,6 @@ async def build_runtime(settings: Settings) -> Runtime:
         metrics=metrics,
         machines=machines,
     )
-
-
-def _declare_machines(machines: MachineAuthenticator, engine: PolicyEngine) -> None:
-    """Install the API hosts and keys a policy declares (no await: one step with the swap)."""
-    machines.set_policy_hosts(engine.api_hosts)
-    machines.set_static_keys(engine.static_api_keys)
 
 
 async def _close(component: Any) -> None:
@@ -228,7 +217,7 @@ class GatewayApp:
         gc.freeze()
         log.info(
             "gateway ready: %d policy rule(s), session store %s, users %s",
-            len(runtime.policy.current.rules),
+            len(runtime.snapshots.current.engine.rules),
             self.settings.session.store,
             self.settings.authentication.backend,
         )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.security.regulation import Regulator
     from gateway.session.manager import SessionManager
     from gateway.settings import Settings
+    from gateway.snapshot import Snapshots
     from gateway.storage.store import Storage
 
 __all__ = ["Runtime"]
@@ -32,6 +33,9 @@ class Runtime:
     keyring: Keyring
     hash_key: bytes
     policy: PolicyWatcher
+    """Loads and watches the policy files (generation, last error)."""
+    snapshots: Snapshots
+    """The policy in force, with its API hosts and keys: read ``current`` once per request."""
     sessions: SessionManager
     users: UserBackend
     regulator: Regulator

@@ -111,15 +111,17 @@ def validate(settings: Settings) -> Validated:
 
     if not any(option[0] == "credentials" for option in unreadable):
         from gateway.credentials.authenticator import CredentialsConfigError, MachineAuthenticator
+        from gateway.snapshot import Snapshots
 
         try:
             # No storage: reads the CA bundle and key files, compiles, connects to nothing.
             machines = MachineAuthenticator.from_settings(settings)
-            if policy is not None:  # as start-up installs them
-                machines.set_policy_hosts(policy.current.api_hosts)
-                machines.set_static_keys(policy.current.static_api_keys)
+            if policy is not None:  # as start-up builds the first snapshot
+                Snapshots(policy, machines)
         except CredentialsConfigError as error:
             issues.append(Issue(settings.position(error.option), str(error)))
+        except ValueError as error:  # two policy files declare one key id
+            issues.append(Issue(None, str(error)))
 
     if issues or policy is None:
         raise ConfigError(issues, warnings=warnings)

@@ -58,6 +58,7 @@ __all__ = [
     "new_key_for",
     "parse_api_key",
     "parse_timestamp",
+    "static_key_index",
 ]
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,16 @@ class _Cached:
     fetched_at: float
 
 
+def static_key_index(keys: Iterable[ApiKey]) -> dict[str, ApiKey]:
+    """Declared keys by id; :class:`ValueError` if an id is declared twice."""
+    static: dict[str, ApiKey] = {}
+    for key in keys:
+        if key.key_id in static:
+            raise ValueError(f"API key id {key.key_id} is declared twice")
+        static[key.key_id] = key
+    return static
+
+
 class ApiKeyVerifier:
     """Check presented keys; records are cached, last-use times written in batches."""
 
@@ -296,8 +307,7 @@ class ApiKeyVerifier:
             raise ValueError("the API key hash key must be at least 32 bytes")
         self._hash_key = hash_key
         self._repository = repository
-        self._static: dict[str, ApiKey] = {}
-        self.set_static_keys(static_keys)
+        self._static = static_key_index(static_keys)
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_ttl = cache_ttl
         self._negative_ttl = negative_cache_ttl
@@ -311,15 +321,6 @@ class ApiKeyVerifier:
         # Compared against when the id is unknown, so that path costs what a real check costs.
         self._decoy = keyed_hash(hash_key, secrets.token_bytes(32), purpose=HASH_PURPOSE)
 
-    def set_static_keys(self, keys: Iterable[ApiKey]) -> None:
-        """Replace the keys declared in policy files (called at load and on every reload)."""
-        static: dict[str, ApiKey] = {}
-        for key in keys:
-            if key.key_id in static:
-                raise ValueError(f"API key id {key.key_id} is declared twice")
-            static[key.key_id] = key
-        self._static = static
-
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget cached records (one, or all), e.g. right after this process changed one."""
         if key_id is None:
@@ -327,8 +328,9 @@ class ApiKeyVerifier:
         else:
             self._cache.pop(key_id, None)
 
-    async def verify(self, value: str) -> ApiKey:
-        """The key for a presented ``gw_...`` value.
+    async def verify(self, value: str, static: Mapping[str, ApiKey] | None = None) -> ApiKey:
+        """The key for a presented ``gw_...`` value; ``static``: the declared keys in force
+        (by id; default: those given at construction).
 
         Raises :class:`ApiKeyRejected` (answer 401) or :class:`ApiKeyUnavailable` (503).
         """
@@ -336,7 +338,7 @@ class ApiKeyVerifier:
         if presented is None:
             raise ApiKeyRejected("malformed API key")
         now = self._clock()
-        key = self._static.get(presented.key_id)
+        key = (self._static if static is None else static).get(presented.key_id)
         if key is None:
             key = await self._lookup(presented.key_id, now)
         presented_hash = keyed_hash(self._hash_key, presented.secret, purpose=HASH_PURPOSE)

@@ -32,6 +32,7 @@ from gateway.credentials.api_keys import (
     ApiKeyUnavailable,
     ApiKeyVerifier,
     looks_like_api_key,
+    static_key_index,
 )
 from gateway.credentials.client_cert import (
     CertificateConfigError,
@@ -72,6 +73,7 @@ __all__ = [
     "ApiHostIndex",
     "CredentialsConfigError",
     "MachineAuthenticator",
+    "MachineDeclarations",
     "MachineFailure",
     "MachineIdentity",
     "MachineResult",
@@ -186,6 +188,15 @@ class ApiHost:
         )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class MachineDeclarations:
+    """The API hosts and policy-declared API keys of one policy snapshot."""
+
+    hosts: ApiHostIndex
+    static_keys: Mapping[str, ApiKey]
+    """Declared keys by key id."""
+
+
 class ApiHostIndex:
     """Which hosts are API hosts: exact names in a dict, globs in order, then the fallback."""
 
@@ -268,6 +279,7 @@ class MachineAuthenticator:
         Raises :class:`CredentialsConfigError` naming the option whose file is unusable.
         """
         key = hash_key.encode() if isinstance(hash_key, str) else hash_key
+        static_keys = tuple(static_keys)
         api_keys = settings.api_keys
         self.api_keys = ApiKeyVerifier(
             key,
@@ -306,7 +318,8 @@ class MachineAuthenticator:
         self._configured_hosts = tuple(
             ApiHost.from_settings(host, self._default_networks) for host in settings.api_hosts
         )
-        self.hosts = self._host_index(())
+        self.declared = MachineDeclarations(self._host_index(()), static_key_index(static_keys))
+        """What holds without a policy's declarations (``gateway.yml`` only)."""
         self.upstream = UpstreamCredentials(secrets)
         limits = settings.rate_limits
         self._per_key = _limit(limits.per_key)
@@ -356,10 +369,11 @@ class MachineAuthenticator:
         await self.api_keys.start()
         await self.load_upstream_secrets()
 
-    async def load_upstream_secrets(self) -> None:
+    async def load_upstream_secrets(self, declarations: MachineDeclarations | None = None) -> None:
         """(Re)read the secret of every API host's upstream headers, so that no request waits
         for storage; a secret that cannot be read is logged (its host answers 503)."""
-        for name in dict.fromkeys(self.hosts.secret_names):
+        hosts = (declarations or self.declared).hosts
+        for name in dict.fromkeys(hosts.secret_names):
             try:
                 await self.upstream.load([name])
             except Exception as error:
@@ -371,19 +385,17 @@ class MachineAuthenticator:
         await self.tokens.close()
         await self.rate_limiter.close()
 
-    def set_static_keys(self, keys: Iterable[ApiKey]) -> None:
-        """Replace the API keys declared in policy files (on load and reload)."""
-        self.api_keys.set_static_keys(keys)
+    def declare(
+        self, hosts: Iterable[ApiHostSettings], keys: Iterable[ApiKey]
+    ) -> MachineDeclarations:
+        """The API hosts and keys a policy declares, compiled (pure: nothing is installed).
 
-    def set_policy_hosts(self, hosts: Iterable[ApiHostSettings]) -> None:
-        """Replace the API hosts declared in policy files (on load and reload).
-
-        They come first, then those of ``credentials.api_hosts`` (a policy entry replaces a
-        configured one with the same domain), then ``api_host_patterns``. The index is swapped
-        in one assignment; call :meth:`load_upstream_secrets` afterwards for new secrets.
+        Policy hosts come first, then those of ``credentials.api_hosts`` (a policy entry
+        replaces a configured one with the same domain), then ``api_host_patterns``. Raises
+        :class:`ValueError` if a key id is declared twice.
         """
         declared = tuple(ApiHost.from_settings(host, self._default_networks) for host in hosts)
-        self.hosts = self._host_index(declared)
+        return MachineDeclarations(self._host_index(declared), static_key_index(keys))
 
     def _host_index(self, declared: tuple[ApiHost, ...]) -> ApiHostIndex:
         replaced = {host.domain for host in declared}
@@ -400,9 +412,10 @@ class MachineAuthenticator:
         """Whether requests are counted (then every request must reach :meth:`authenticate`)."""
         return self._per_key is not None or self._per_ip is not None
 
-    def is_api_host(self, host: str) -> bool:
+    def is_api_host(self, host: str, declarations: MachineDeclarations | None = None) -> bool:
         """Whether ``host`` is an API host (machine clients only, never redirected)."""
-        return self.hosts.lookup(normalize_host(host)) is not None
+        hosts = (declarations or self.declared).hosts
+        return hosts.lookup(normalize_host(host)) is not None
 
     def presented(self, headers: Mapping[str, str], from_trusted_proxy: bool) -> bool:
         """Whether the request carries any machine credential (cheap, no verification)."""
@@ -424,17 +437,20 @@ class MachineAuthenticator:
         from_trusted_proxy: bool,
         *,
         host: str | None = None,
+        declarations: MachineDeclarations | None = None,
     ) -> MachineResult:
         """Identify the machine client, or say how to refuse it (see the module docs).
 
         ``headers`` have lower-case names. ``host`` is the target host; by default it is
-        ``X-Forwarded-Host`` from a trusted proxy, else ``Host``.
+        ``X-Forwarded-Host`` from a trusted proxy, else ``Host``. ``declarations`` are those
+        of the policy snapshot the request is decided under (default: ``gateway.yml`` only).
         """
+        declared = declarations or self.declared
         address = parse_address(client_ip)
         if host is None:
             host = headers.get("x-forwarded-host" if from_trusted_proxy else "host")
         host_name = normalize_host(host) if host else None
-        api_host = self.hosts.lookup(host_name) if host_name else None
+        api_host = declared.hosts.lookup(host_name) if host_name else None
         if api_host is not None and (address is None or address not in api_host.networks):
             return NETWORK_DENIED.because(f"{client_ip} is not allowed on {host_name}")
         if self._per_ip is not None and address is not None:
@@ -444,7 +460,9 @@ class MachineAuthenticator:
             if not decision.allowed:
                 return _rate_limited(decision, f"rate limit for {address}")
 
-        outcome = await self._identify(headers, from_trusted_proxy, address, host_name)
+        outcome = await self._identify(
+            headers, from_trusted_proxy, address, host_name, declared.static_keys
+        )
         if isinstance(outcome, MachineFailure):
             return outcome
 
@@ -467,6 +485,7 @@ class MachineAuthenticator:
         from_trusted_proxy: bool,
         address: IPAddress | None,
         host: str | None,
+        static_keys: Mapping[str, ApiKey],
     ) -> MachineResult:
         bearer = _bearer(headers)
         # Byte for byte: a key with padding is a wrong key (401), never trimmed into a right
@@ -475,7 +494,7 @@ class MachineAuthenticator:
         if not api_key and bearer is not None and _meant_as_api_key(bearer):
             api_key = bearer
         if api_key:
-            return await self._api_key(api_key, address, host)
+            return await self._api_key(api_key, address, host, static_keys)
         if (
             from_trusted_proxy
             and self.certificates is not None
@@ -489,10 +508,14 @@ class MachineAuthenticator:
         return NO_CREDENTIALS.because("no credentials")
 
     async def _api_key(
-        self, value: str, address: IPAddress | None, host: str | None
+        self,
+        value: str,
+        address: IPAddress | None,
+        host: str | None,
+        static_keys: Mapping[str, ApiKey],
     ) -> MachineResult:
         try:
-            key = await self.api_keys.verify(value)
+            key = await self.api_keys.verify(value, static_keys)
         except ApiKeyRejected as error:
             return INVALID_CREDENTIALS.because(str(error))
         except ApiKeyUnavailable as error:

@@ -34,6 +34,7 @@ from gateway.observability.throttle import log_failure, log_throttled
 from gateway.policy import ANONYMOUS as ANONYMOUS_SUBJECT
 from gateway.policy import Subject
 from gateway.runtime import Runtime
+from gateway.snapshot import MachineMemoKey, PolicySnapshot
 
 __all__ = ["AuthzEndpoint"]
 
@@ -49,8 +50,6 @@ _NO_STORE = (b"cache-control", b"no-store")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _MACHINE_MEMO_SECONDS = 1.0
-_MACHINE_MEMO_LIMIT = 10_000
-MachineMemoKey = tuple[str | None, str | None, str | None, str, object]
 _LENGTHS = {length: str(length).encode() for length in range(64)}
 _REDIRECT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MACHINE_LEVEL = AuthLevel.ONE_FACTOR
@@ -76,18 +75,12 @@ class AuthzEndpoint:
         server = runtime.settings.server
         self._trust = ProxyTrust(server.trusted_proxies, paths=server.paths)
         self._sessions = runtime.sessions
-        self._policy = runtime.policy
+        # The policy in force, read once per request; its memos (API-host membership,
+        # machine identities) die with it when a reload swaps in the next one.
+        self._snapshots = runtime.snapshots
         self._metrics = runtime.metrics
         self._authenticator = Authenticator(runtime)
         self._machines: MachineAuthenticator | None = runtime.machines
-        self._api_hosts: dict[str, bool] = {}
-        # Successful machine identities for a second, per credential, host and client
-        # address: a client calling in a loop is verified once a second, not per request.
-        self._machine_memo: dict[MachineMemoKey, tuple[Subject, list[tuple[bytes, bytes]], float]]
-        self._machine_memo = {}
-        # Both memos hold what one policy generation declared (API hosts, keys): a reload
-        # empties them.
-        self._generation = runtime.policy.generation
         self._portal = {
             cookie.domain: cookie.portal_url for cookie in runtime.settings.session.cookies
         }
@@ -128,13 +121,11 @@ class AuthzEndpoint:
             access = self._parse(headers, peer, self._trust)
         except BadRequest as error:
             return Answer(400, [_TEXT, _NO_STORE, _NOSNIFF], str(error).encode(), why=str(error))
+        snapshot = self._snapshots.current
         cookie_domain = self._sessions.cookie_domain_for(access.host)
         machines = self._machines
-        if machines is not None:
-            if self._policy.generation != self._generation:
-                self._forget_machines()
-            if self._is_api_host(machines, access.host, cookie_domain is not None):
-                return await self._machine_answer(machines, headers, access)
+        if machines is not None and _is_api_host(snapshot, access.host, cookie_domain is not None):
+            return await self._machine_answer(machines, snapshot, headers, access)
         if cookie_domain is None:
             return Answer(
                 400, [_TEXT, _NO_STORE, _NOSNIFF], b"the target host is outside every cookie domain"
@@ -145,7 +136,7 @@ class AuthzEndpoint:
         # could match (not `potential`); then the user's own decision is this one too.
         decision = None
         if is_basic(headers):
-            anonymous = self._policy.current.decide(access.target, ANONYMOUS_SUBJECT)
+            anonymous = snapshot.engine.decide(access.target, ANONYMOUS_SUBJECT)
             if anonymous.level == Level.BYPASS and not anonymous.potential:
                 decision = anonymous
         try:
@@ -160,7 +151,7 @@ class AuthzEndpoint:
             )
 
         if decision is None:
-            decision = self._policy.current.decide(access.target, identity.subject)
+            decision = snapshot.engine.decide(access.target, identity.subject)
         required = decision.level
         if required.satisfied_by(identity.level):
             answer = self._allow(identity)
@@ -184,28 +175,16 @@ class AuthzEndpoint:
             )
         return answer
 
-    def _forget_machines(self) -> None:
-        self._generation = self._policy.generation
-        self._api_hosts = {}
-        self._machine_memo = {}
-
-    def _is_api_host(self, machines: MachineAuthenticator, host: str, ours: bool) -> bool:
-        """Declared API hosts, and hosts named like one (``api.*``) under a cookie domain."""
-        known = self._api_hosts.get(host)
-        if known is None:
-            api_host = machines.hosts.lookup(host)
-            known = api_host is not None and (api_host.declared or ours)
-            if len(self._api_hosts) >= 4096:
-                self._api_hosts.clear()
-            self._api_hosts[host] = known
-        return known
-
     async def _machine_answer(
-        self, machines: MachineAuthenticator, headers: dict[str, str], access: AccessRequest
+        self,
+        machines: MachineAuthenticator,
+        snapshot: PolicySnapshot,
+        headers: dict[str, str],
+        access: AccessRequest,
     ) -> Answer:
         """API hosts: never a redirect; 401/403/429 with a small JSON body."""
-        engine = self._policy.current
-        generation = self._generation
+        engine = snapshot.engine
+        declared = snapshot.machines
         memo_key: MachineMemoKey = (
             headers.get("x-api-key"),
             headers.get("authorization"),
@@ -213,7 +192,7 @@ class AuthzEndpoint:
             access.host,
             access.client_ip,
         )
-        remembered = self._machine_memo.get(memo_key)
+        remembered = snapshot.machine_memo.get(memo_key)
         if remembered is not None and remembered[2] > time.monotonic():
             subject, identity_headers, _ = remembered
             if engine.decide(access.target, subject).level.satisfied_by(_MACHINE_LEVEL):
@@ -223,12 +202,12 @@ class AuthzEndpoint:
             decision = engine.decide(access.target, ANONYMOUS_SUBJECT)
             if decision.level == Level.BYPASS and not decision.potential:
                 # A bypass rule still keeps the host's network allowlist.
-                api_host = machines.hosts.lookup(access.host)
+                api_host = declared.hosts.lookup(access.host) if declared else None
                 if api_host is not None and access.client_ip not in api_host.networks:
                     return _machine_failure(_FORBIDDEN)
                 return Answer(200, [*EMPTY_REMOTE_HEADERS])
         result = await machines.authenticate(
-            headers, access.client_ip, access.trusted, host=access.host
+            headers, access.client_ip, access.trusted, host=access.host, declarations=declared
         )
         if isinstance(result, MachineFailure):
             if result.status >= 500:
@@ -246,13 +225,12 @@ class AuthzEndpoint:
                 for name, value in result.upstream_headers.items()
             ),
         ]
-        # Not when the policy was reloaded while this request waited: the identity may rest
-        # on a key or host that is gone.
-        if not machines.rate_limited and generation == self._policy.generation:
-            if len(self._machine_memo) >= _MACHINE_MEMO_LIMIT:
-                self._machine_memo.clear()
+        # Into this snapshot's memo: after a reload while this request waited, the identity
+        # (which may rest on a key or host that is gone) is never seen again.
+        if not machines.rate_limited:
             expires = time.monotonic() + _MACHINE_MEMO_SECONDS
-            self._machine_memo[memo_key] = (subject, identity_headers, expires)
+            size = sum(len(part) for part in memo_key[:4] if part) + _header_bytes(identity_headers)
+            snapshot.machine_memo.put(memo_key, (subject, identity_headers, expires), size)
         if not decision.level.satisfied_by(_MACHINE_LEVEL):
             # deny, or two_factor: a machine credential is one factor and cannot do more.
             return _machine_failure(_FORBIDDEN)
@@ -277,6 +255,22 @@ class AuthzEndpoint:
 
 
 _FORBIDDEN = MachineFailure(403, "forbidden")
+
+
+def _is_api_host(snapshot: PolicySnapshot, host: str, ours: bool) -> bool:
+    """Declared API hosts, and hosts named like one (``api.*``) under a cookie domain."""
+    known = snapshot.api_hosts.get(host)
+    if known is None:
+        declared = snapshot.machines
+        api_host = declared.hosts.lookup(host) if declared is not None else None
+        known = snapshot.api_hosts.put(
+            host, api_host is not None and (api_host.declared or ours), len(host)
+        )
+    return known
+
+
+def _header_bytes(headers: list[tuple[bytes, bytes]]) -> int:
+    return sum(len(name) + len(value) for name, value in headers)
 
 
 def _machine_failure(failure: MachineFailure) -> Answer:

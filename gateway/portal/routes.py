@@ -532,7 +532,7 @@ class Portal:
         except BadTarget:
             return None
         subject = Subject.of(session.username, session.groups)
-        return self._runtime.policy.current.decide(target, subject).level
+        return self._runtime.snapshots.current.engine.decide(target, subject).level
 
     def _shown_enrollment(self, username: str, token: str, form: FormData) -> Enrollment | None:
         """The enrollment whose key the page showed, to show it again after a wrong code.

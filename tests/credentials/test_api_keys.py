@@ -20,6 +20,7 @@ from gateway.credentials.api_keys import (
     load_static_api_keys,
     new_key_for,
     parse_api_key,
+    static_key_index,
 )
 from gateway.security.crypto import keyed_hash
 from gateway.storage.records import ApiKeyRecord
@@ -377,12 +378,11 @@ async def test_static_keys_take_precedence_and_can_be_replaced() -> None:
     verifier = ApiKeyVerifier(HASH_KEY, repository)
     key_id, key = generate_api_key()
     entry = {"name": "bot", "id": key_id, "hash": hash_secret(HASH_KEY, key).hex()}
-    verifier.set_static_keys(load_static_api_keys([entry]))
-    assert (await verifier.verify(key)).name == "bot"
+    declared = static_key_index(load_static_api_keys([entry]))
+    assert (await verifier.verify(key, declared)).name == "bot"
     assert repository.reads == 0
-    verifier.set_static_keys([])
     with pytest.raises(ApiKeyRejected):
-        await verifier.verify(key)
+        await verifier.verify(key, static_key_index([]))
 
 
 def test_static_declaration_errors_name_the_field() -> None:

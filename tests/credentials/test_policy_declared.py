@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from gateway.credentials.api_keys import generate_api_key, hash_secret
-from gateway.credentials.authenticator import MachineAuthenticator, MachineFailure, MachineIdentity
+from gateway.credentials.authenticator import (
+    MachineAuthenticator,
+    MachineDeclarations,
+    MachineFailure,
+    MachineIdentity,
+)
 from gateway.policy import PolicyEngine, compile_documents
 from gateway.settings import CredentialsSettings
 from gateway.yaml_source import load_text
@@ -37,13 +42,13 @@ def authenticator(
     )
 
 
-def declare(machine: MachineAuthenticator, engine: PolicyEngine) -> None:
-    machine.set_policy_hosts(engine.api_hosts)
-    machine.set_static_keys(engine.static_api_keys)
+def declare(machine: MachineAuthenticator, engine: PolicyEngine) -> MachineDeclarations:
+    """What a policy snapshot holds for the machine authenticator."""
+    return machine.declare(engine.api_hosts, engine.static_api_keys)
 
 
-def allowlist(machine: MachineAuthenticator, host: str) -> list[str] | None:
-    found = machine.hosts.lookup(host)
+def allowlist(declared: MachineDeclarations, host: str) -> list[str] | None:
+    found = declared.hosts.lookup(host)
     return None if found is None else [str(network) for network in found.networks.networks]
 
 
@@ -68,14 +73,14 @@ def test_declared_hosts_come_first_and_replace_configured_ones() -> None:
           - domain: llm.example.com
         """
     )
-    machine.set_policy_hosts(engine.api_hosts)
+    declared = machine.declare(engine.api_hosts, ())
     # A policy entry replaces the gateway.yml one with the same domain ...
-    assert allowlist(machine, "api.billing.example.com") == ["198.51.100.0/24"]
+    assert allowlist(declared, "api.billing.example.com") == ["198.51.100.0/24"]
     # ... and policy globs are tried before gateway.yml globs.
-    assert allowlist(machine, "models.eu.internal.example.com") == ["10.6.0.0/16"]
-    assert allowlist(machine, "db.internal.example.com") == ["10.5.0.0/16"]
+    assert allowlist(declared, "models.eu.internal.example.com") == ["10.6.0.0/16"]
+    assert allowlist(declared, "db.internal.example.com") == ["10.5.0.0/16"]
     # Without networks: credentials.default_networks (private ranges).
-    assert allowlist(machine, "llm.example.com") == [
+    assert allowlist(declared, "llm.example.com") == [
         "127.0.0.0/8",
         "10.0.0.0/8",
         "172.16.0.0/12",
@@ -83,14 +88,14 @@ def test_declared_hosts_come_first_and_replace_configured_ones() -> None:
         "::1/128",
         "fc00::/7",
     ]
-    assert machine.is_api_host("LLM.example.com:443")
-    assert machine.is_api_host("api.other.example.com")  # api_host_patterns still apply
+    assert machine.is_api_host("LLM.example.com:443", declared)
+    assert machine.is_api_host("api.other.example.com", declared)  # api_host_patterns still apply
 
     # A reload without the declarations gives the configured hosts back.
-    machine.set_policy_hosts(())
-    assert allowlist(machine, "api.billing.example.com") == ["10.0.0.0/8"]
-    assert allowlist(machine, "models.eu.internal.example.com") == ["10.5.0.0/16"]
-    assert not machine.is_api_host("llm.example.com")
+    declared = machine.declare((), ())
+    assert allowlist(declared, "api.billing.example.com") == ["10.0.0.0/8"]
+    assert allowlist(declared, "models.eu.internal.example.com") == ["10.5.0.0/16"]
+    assert not machine.is_api_host("llm.example.com", declared)
 
 
 async def test_declared_host_allowlist_and_key() -> None:
@@ -113,24 +118,32 @@ async def test_declared_host_allowlist_and_key() -> None:
     refused = await machine.authenticate(headers, PARTNER, True, host="llm.example.com")
     assert isinstance(refused, MachineFailure) and refused.error == "invalid_token"
 
-    declare(machine, engine)
-    found = await machine.authenticate(headers, PARTNER, True, host="llm.example.com")
+    declared = declare(machine, engine)
+    found = await machine.authenticate(
+        headers, PARTNER, True, host="llm.example.com", declarations=declared
+    )
     assert isinstance(found, MachineIdentity)
     assert (found.username, found.groups, found.credentials) == (
         "ci-runner",
         ("ci",),
         frozenset({"key:ci-runner"}),
     )
-    denied = await machine.authenticate(headers, INTERNAL, True, host="llm.example.com")
+    denied = await machine.authenticate(
+        headers, INTERNAL, True, host="llm.example.com", declarations=declared
+    )
     assert isinstance(denied, MachineFailure) and (denied.status, denied.error) == (
         403,
         "forbidden",
     )
-    scoped = await machine.authenticate(headers, INTERNAL, True, host="app.example.com")
+    scoped = await machine.authenticate(
+        headers, INTERNAL, True, host="app.example.com", declarations=declared
+    )
     assert isinstance(scoped, MachineFailure) and scoped.error == "insufficient_scope"
 
-    declare(machine, policy(""))
-    gone = await machine.authenticate(headers, PARTNER, True, host="llm.example.com")
+    declared = declare(machine, policy(""))
+    gone = await machine.authenticate(
+        headers, PARTNER, True, host="llm.example.com", declarations=declared
+    )
     assert isinstance(gone, MachineFailure) and gone.error == "invalid_token"
 
 
@@ -152,15 +165,17 @@ async def test_upstream_secrets_of_declared_hosts_are_read_ahead(
         """
     )
     machine = authenticator(repository)
-    declare(machine, engine)
-    await machine.load_upstream_secrets()  # a missing secret is logged, not raised
+    declared = declare(machine, engine)
+    await machine.load_upstream_secrets(declared)  # a missing secret is logged, not raised
     assert "secret 'search-key' is not stored" in caplog.text
     assert repository.secret_reads == 2
 
     repository.secrets["search-key"] = "sk-search"
-    await machine.load_upstream_secrets()  # what a policy reload does
+    await machine.load_upstream_secrets(declared)  # what a policy reload does
     repository.down = True  # from now on everything comes from memory
-    result = await machine.authenticate({"x-api-key": key}, INTERNAL, True, host="llm.example.com")
+    result = await machine.authenticate(
+        {"x-api-key": key}, INTERNAL, True, host="llm.example.com", declarations=declared
+    )
     assert isinstance(result, MachineIdentity)
     assert result.upstream_headers == {
         "Authorization": "Bearer sk-master",

@@ -23,6 +23,7 @@ from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores.memory import MemorySessionStore
 from gateway.settings import Settings
+from gateway.snapshot import Snapshots
 from gateway.storage import open_storage
 from tests.support.config import Cookie, GatewayConfig, User, users_yml
 from tests.support.passwords import password_hash
@@ -84,12 +85,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     users = UsersFileBackend(settings.authentication.file.path, watch=False)
     await users.start()
     storage = await open_storage(settings)
+    policy = PolicyWatcher(settings.policy.files)
     try:
         yield Runtime(
             settings=settings,
             keyring=keyring,
             hash_key=hash_key,
-            policy=PolicyWatcher(settings.policy.files),
+            policy=policy,
+            snapshots=Snapshots(policy, None),
             sessions=SessionManager(settings.session, store, hash_key),
             users=users,
             regulator=Regulator(settings.regulation, store.regulation),
