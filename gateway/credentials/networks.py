@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from gateway.policy.networks import NetworkSet
+from gateway.net import NetworkSet
 
 __all__ = [
     "PRIVATE",
