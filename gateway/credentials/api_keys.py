@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.credentials.hosts import HostMatcher
-from gateway.credentials.networks import AddressSet, NetworkError, parse_networks
+from gateway.credentials.networks import NetworkError, parse_networks
+from gateway.net import AddressSet
 from gateway.observability.throttle import Outage, log_throttled
 from gateway.security.crypto import equal, keyed_hash
 from gateway.storage.records import ApiKeyRecord

@@ -38,9 +38,8 @@ from gateway.credentials.client_cert import (
     CertificateRejected,
     ClientCertificateVerifier,
 )
-from gateway.credentials.hosts import HostMatcher, normalize_host
+from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.jwt import JwtIssuer, JwtVerifier, TokenRejected
-from gateway.credentials.networks import AddressSet, IPAddress, parse_address
 from gateway.credentials.rate_limit import (
     Limit,
     MemoryRateLimiter,
@@ -54,6 +53,7 @@ from gateway.credentials.upstream import (
     UpstreamHeader,
     UpstreamUnavailable,
 )
+from gateway.net import AddressSet, IPAddress, address_or_none, normalize_host
 from gateway.security.regulation import ip_subject
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ class ApiHostIndex:
         self._memo: dict[str, ApiHost | None] = {}
 
     def lookup(self, host: str) -> ApiHost | None:
-        """The API host for a normalised host name, or None for other hosts."""
+        """The API host for a canonical host (:func:`gateway.net.normalize_host`), or None."""
         found = self._exact.get(host)
         if found is not None:
             return found
@@ -233,6 +233,15 @@ class ApiHostIndex:
         """Every secret an API host's upstream headers need."""
         hosts = [*self._exact.values(), *(host for _, host in self._globs)]
         return [item.secret for host in hosts for item in host.upstream]
+
+
+def _header_host(headers: Mapping[str, str], from_trusted_proxy: bool) -> str | None:
+    """The canonical host a request's headers name, or None when they name none that is valid."""
+    raw = headers.get("x-forwarded-host" if from_trusted_proxy else "host")
+    try:
+        return normalize_host(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def _limit(settings: RateSettings | None) -> Limit | None:
@@ -400,8 +409,9 @@ class MachineAuthenticator:
         return self._per_key is not None or self._per_ip is not None
 
     def is_api_host(self, host: str) -> bool:
-        """Whether ``host`` is an API host (machine clients only, never redirected)."""
-        return self.hosts.lookup(normalize_host(host)) is not None
+        """Whether the canonical ``host`` (:func:`gateway.net.normalize_host`) is an API host
+        (machine clients only, never redirected)."""
+        return self.hosts.lookup(host) is not None
 
     def presented(self, headers: Mapping[str, str], from_trusted_proxy: bool) -> bool:
         """Whether the request carries any machine credential (cheap, no verification)."""
@@ -426,13 +436,14 @@ class MachineAuthenticator:
     ) -> MachineResult:
         """Identify the machine client, or say how to refuse it (see the module docs).
 
-        ``headers`` have lower-case names. ``host`` is the target host; by default it is
-        ``X-Forwarded-Host`` from a trusted proxy, else ``Host``.
+        ``headers`` have lower-case names. ``host`` is the canonical target host (as in
+        :class:`~gateway.decision.request.AccessRequest`); by default it is
+        ``X-Forwarded-Host`` from a trusted proxy, else ``Host``, normalised here.
         """
-        address = parse_address(client_ip)
+        address = address_or_none(client_ip)
         if host is None:
-            host = headers.get("x-forwarded-host" if from_trusted_proxy else "host")
-        host_name = normalize_host(host) if host else None
+            host = _header_host(headers, from_trusted_proxy)
+        host_name = host or None
         api_host = self.hosts.lookup(host_name) if host_name else None
         if api_host is not None and (address is None or address not in api_host.networks):
             return NETWORK_DENIED.because(f"{client_ip} is not allowed on {host_name}")

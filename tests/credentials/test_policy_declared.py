@@ -9,6 +9,7 @@ import pytest
 
 from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.credentials.authenticator import MachineAuthenticator, MachineFailure, MachineIdentity
+from gateway.net import normalize_host
 from gateway.policy import PolicyEngine, compile_documents
 from gateway.settings import CredentialsSettings
 from gateway.yaml_source import load_text
@@ -83,7 +84,7 @@ def test_declared_hosts_come_first_and_replace_configured_ones() -> None:
         "::1/128",
         "fc00::/7",
     ]
-    assert machine.is_api_host("LLM.example.com:443")
+    assert machine.is_api_host(normalize_host("LLM.example.com:443"))
     assert machine.is_api_host("api.other.example.com")  # api_host_patterns still apply
 
     # A reload without the declarations gives the configured hosts back.
