@@ -11,7 +11,7 @@ upstream need not agree on which one counts. Values are never trimmed or re-case
 to the policy (a host name is the exception: DNS names are case-insensitive).
 
 The target host is made canonical here, once, by :func:`gateway.net.normalize_host`, and must
-be an ASCII name (not an IP literal, no ``_``). ``AccessRequest.host`` is that value and the
+be an ASCII name (not an IPv6 literal, no ``_``). ``AccessRequest.host`` is that value and the
 policy target's host is equal to it; the cookie-domain and API-host lookups trust it as is.
 """
 
