@@ -20,10 +20,8 @@ if TYPE_CHECKING:
         MachineIdentity,
         MachineResult,
     )
-    from gateway.credentials.networks import AddressSet
 
 __all__ = [
-    "AddressSet",
     "ApiKey",
     "MachineAuthenticator",
     "MachineFailure",
@@ -33,7 +31,6 @@ __all__ = [
 ]
 
 _HOMES = {
-    "AddressSet": "gateway.credentials.networks",
     "ApiKey": "gateway.credentials.api_keys",
     "load_static_api_keys": "gateway.credentials.api_keys",
     "MachineAuthenticator": "gateway.credentials.authenticator",

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.credentials.hosts import HostMatcher
-from gateway.credentials.networks import AddressSet, NetworkError, parse_networks
+from gateway.credentials.networks import NetworkError, parse_networks
 from gateway.errors import ConfigError, Rejected, Unavailable
+from gateway.net import AddressSet
 from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import equal, keyed_hash
 from gateway.storage.records import ApiKeyRecord

@@ -39,9 +39,8 @@ from gateway.credentials.client_cert import (
     CertificateRejected,
     ClientCertificateVerifier,
 )
-from gateway.credentials.hosts import HostMatcher, normalize_host
+from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.jwt import JwtIssuer, JwtVerifier, TokenRejected
-from gateway.credentials.networks import AddressSet, IPAddress, parse_address
 from gateway.credentials.rate_limit import (
     Limit,
     MemoryRateLimiter,
@@ -56,6 +55,7 @@ from gateway.credentials.upstream import (
     UpstreamUnavailable,
 )
 from gateway.errors import ConfigError
+from gateway.net import AddressSet, IPAddress, address_or_none, normalize_host
 from gateway.security.regulation import ip_subject
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class ApiHostIndex:
         self._memo: dict[str, ApiHost | None] = {}
 
     def lookup(self, host: str) -> ApiHost | None:
-        """The API host for a normalised host name, or None for other hosts."""
+        """The API host for a canonical host (:func:`gateway.net.normalize_host`), or None."""
         found = self._exact.get(host)
         if found is not None:
             return found
@@ -245,6 +245,15 @@ class ApiHostIndex:
         """Every secret an API host's upstream headers need."""
         hosts = [*self._exact.values(), *(host for _, host in self._globs)]
         return [item.secret for host in hosts for item in host.upstream]
+
+
+def _header_host(headers: Mapping[str, str], from_trusted_proxy: bool) -> str | None:
+    """The canonical host a request's headers name, or None when they name none that is valid."""
+    raw = headers.get("x-forwarded-host" if from_trusted_proxy else "host")
+    try:
+        return normalize_host(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def _limit(settings: RateSettings | None) -> Limit | None:
@@ -413,9 +422,9 @@ class MachineAuthenticator:
         return self._per_key is not None or self._per_ip is not None
 
     def is_api_host(self, host: str, declarations: MachineDeclarations | None = None) -> bool:
-        """Whether ``host`` is an API host (machine clients only, never redirected)."""
-        hosts = (declarations or self.declared).hosts
-        return hosts.lookup(normalize_host(host)) is not None
+        """Whether the canonical ``host`` (:func:`gateway.net.normalize_host`) is an API host
+        (machine clients only, never redirected)."""
+        return (declarations or self.declared).hosts.lookup(host) is not None
 
     def presented(self, headers: Mapping[str, str], from_trusted_proxy: bool) -> bool:
         """Whether the request carries any machine credential (cheap, no verification)."""
@@ -441,15 +450,17 @@ class MachineAuthenticator:
     ) -> MachineResult:
         """Identify the machine client, or say how to refuse it (see the module docs).
 
-        ``headers`` have lower-case names. ``host`` is the target host; by default it is
-        ``X-Forwarded-Host`` from a trusted proxy, else ``Host``. ``declarations`` are those
-        of the policy snapshot the request is decided under (default: ``gateway.yml`` only).
+        ``headers`` have lower-case names. ``host`` is the canonical target host (as in
+        :class:`~gateway.decision.request.AccessRequest`); by default it is
+        ``X-Forwarded-Host`` from a trusted proxy, else ``Host``, normalised here.
+        ``declarations`` are those of the policy snapshot the request is decided under
+        (default: ``gateway.yml`` only).
         """
         declared = declarations or self.declared
-        address = parse_address(client_ip)
+        address = address_or_none(client_ip)
         if host is None:
-            host = headers.get("x-forwarded-host" if from_trusted_proxy else "host")
-        host_name = normalize_host(host) if host else None
+            host = _header_host(headers, from_trusted_proxy)
+        host_name = host or None
         api_host = declared.hosts.lookup(host_name) if host_name else None
         if api_host is not None and (address is None or address not in api_host.networks):
             return NETWORK_DENIED.because(f"{client_ip} is not allowed on {host_name}")

@@ -2,9 +2,10 @@
 
 A glob is a host name in which ``*`` stands for any run of characters, dots included
 (``*.example.com`` matches ``a.example.com`` and ``a.b.example.com``, not ``example.com``).
-Matching is case-insensitive and ignores a port and a trailing dot. Exact names go into a
-set and every glob into one compiled regular expression, so a lookup is a set probe plus at
-most one regex match.
+Patterns are lower-cased; the hosts matched against them are canonical already
+(:func:`gateway.net.normalize_host`: lower case, no port, no trailing dot). Exact names go
+into a set and every glob into one compiled regular expression, so a lookup is a set probe
+plus at most one regex match.
 """
 
 from __future__ import annotations
@@ -12,17 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["HostMatcher", "normalize_host"]
+__all__ = ["HostMatcher"]
 
 _GLOB_CHARS = re.compile(r"[a-z0-9.*-]+")
-
-
-def normalize_host(host: str) -> str:
-    """Lower-case, without port or trailing dot (``API.Example.com:443.`` → ``api.example.com``)."""
-    name = host.strip().lower()
-    if name.startswith("["):
-        return name.partition("]")[0] + "]"
-    return name.partition(":")[0].rstrip(".")
 
 
 class HostMatcher:
@@ -47,7 +40,7 @@ class HostMatcher:
         self._regex = re.compile("|".join(f"(?:{g})" for g in globs)) if globs else None
 
     def matches(self, host: str) -> bool:
-        """True when ``host`` (already normalised: lower-case, no port) matches."""
+        """True when ``host`` (canonical: :func:`gateway.net.normalize_host`) matches."""
         if host in self._exact:
             return True
         return self._regex is not None and self._regex.fullmatch(host) is not None

@@ -9,17 +9,21 @@ The values are taken as sent. A header that says which request is meant appears 
 request is refused: with two ``X-Forwarded-Host`` headers the proxy, the gateway and the
 upstream need not agree on which one counts. Values are never trimmed or re-cased on the way
 to the policy (a host name is the exception: DNS names are case-insensitive).
+
+The target host is made canonical here, once, by :func:`gateway.net.normalize_host`, and must
+be an ASCII name (not an IPv6 literal, no ``_``). ``AccessRequest.host`` is that value and the
+policy target's host is equal to it; the cookie-domain and API-host lookups trust it as is.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.errors import Rejected
 from gateway.memo import BoundedMemo
+from gateway.net import IPAddress, IPNetwork, NetworkSet, address_or_none, normalize_host, unmapped
 from gateway.policy import BadTarget, Target
 from gateway.policy.normalize import PathMode, normalize_method
 
@@ -32,9 +36,6 @@ __all__ = [
     "from_forward_auth",
     "read_headers",
 ]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 WANTED_HEADERS = frozenset(
     {
@@ -60,7 +61,6 @@ WANTED_HEADERS = frozenset(
 # other header the endpoints read must appear at most once.
 _JOINED = {"cookie": "; ", "x-forwarded-for": ", ", "accept": ", "}
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
-_HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _TRUST_CACHE_LIMIT = 4096
 _TRUST_CACHE_BYTES = 1 << 20
 _TARGET_CACHE_LIMIT = 8192
@@ -81,6 +81,7 @@ class AccessRequest:
     url: str
     method: str
     host: str
+    """The canonical target host (:func:`gateway.net.normalize_host`); ``target.host`` too."""
     client_ip: IPAddress
     target: Target
     trusted: bool
@@ -98,7 +99,7 @@ class ProxyTrust:
         self.paths: PathMode = paths
         """``server.paths``: refuse ambiguous raw paths, or judge them cleaned."""
         # Mapped networks (::ffff:10.0.0.0/104) are compared as IPv4, like the addresses.
-        self._networks = tuple(_unmapped_network(network) for network in networks)
+        self._networks = NetworkSet(networks)
         # Keyed by what clients send, so bounded in bytes as well as entries (gateway/memo.py).
         self._cache: BoundedMemo[str, bool] = BoundedMemo(_TRUST_CACHE_LIMIT, _TRUST_CACHE_BYTES)
         self._addresses: BoundedMemo[str, IPAddress] = BoundedMemo(
@@ -115,7 +116,10 @@ class ProxyTrust:
     def parse_address(self, text: str) -> IPAddress:
         known = self._addresses.get(text)
         if known is None:
-            known = self._addresses.put(text, _parse_ip(text), len(text))
+            address = address_or_none(text)
+            if address is None:
+                raise BadRequest("malformed client address in X-Forwarded-For")
+            known = self._addresses.put(text, address, len(text))
         return known
 
     def target(self, url: str, method: str, client: IPAddress) -> Target:
@@ -129,18 +133,13 @@ class ProxyTrust:
                 raise BadRequest(f"malformed target URL: {error}") from None
             # The key and the target's path both hold about the URL's length.
             cached = self._targets.put(key, target, 2 * len(url))
-        return Target(cached.host, cached.path, cached.query, cached.method, _unmapped(client))
+        return Target(cached.host, cached.path, cached.query, cached.method, unmapped(client))
 
     def is_trusted(self, address: str) -> bool:
         known = self._cache.get(address)
         if known is not None:
             return known
-        try:
-            ip = _unmapped(ipaddress.ip_address(address.strip("[]")))
-        except ValueError:
-            trusted = False
-        else:
-            trusted = any(ip in network for network in self._networks)
+        trusted = address_or_none(address) in self._networks
         return self._cache.put(address, trusted, len(address))
 
     def client_address(self, peer: str, forwarded_for: str | None) -> str:
@@ -154,28 +153,6 @@ class ProxyTrust:
             if not self.is_trusted(entry):
                 return entry
         return entries[0]
-
-
-def _unmapped_network(network: IPNetwork) -> IPNetwork:
-    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-    return network
-
-
-def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _parse_ip(text: str) -> IPAddress:
-    """A client address; IPv4-mapped IPv6 (a dual-stack listener's view) becomes IPv4."""
-    try:
-        return _unmapped(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        raise BadRequest("malformed client address in X-Forwarded-For") from None
 
 
 def read_headers(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -195,18 +172,18 @@ def read_headers(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
-def _clean_host(raw: str) -> str:
-    host = raw.lower()
-    if host.startswith("["):
+def _target_host(raw: str) -> str:
+    """The canonical host of a target authority, which must name a host by its ASCII name."""
+    if raw.startswith("["):
         raise BadRequest("the target host must be a name, not an IP address")
-    name, _, port = host.partition(":")
-    if port and not port.isdigit():
+    # The upstream sees the raw bytes; a name that is only valid after IDNA would be judged
+    # under a spelling the upstream was never sent.
+    if not raw.isascii():
         raise BadRequest("malformed X-Forwarded-Host header")
-    name = name.rstrip(".")
-    # A DNS name has at most 253 characters; the bound also keeps every host-keyed memo small.
-    if len(name) > 253 or not _HOST.fullmatch(name):
-        raise BadRequest("malformed X-Forwarded-Host header")
-    return name
+    try:
+        return normalize_host(raw)
+    except ValueError:
+        raise BadRequest("malformed X-Forwarded-Host header") from None
 
 
 def _method(raw: str | None, header: str) -> str:
@@ -224,8 +201,9 @@ def _build(
     client = trust.parse_address(trust.client_address(peer, forwarded_for))
     target = trust.target(url, method, client)
     if target.host != host:
-        # Two parsers disagreeing about the host is how decisions get made for the wrong
-        # site; refuse instead of guessing which one the proxy will serve.
+        # Both hosts come from net.normalize_host, so only the authority can differ: two URL
+        # splits disagreeing about it is how decisions get made for the wrong site (nginx
+        # builds X-Original-URL from a client's Host). Refuse instead of guessing.
         raise BadRequest("ambiguous target host")
     return AccessRequest(url, method, host, client, target, trusted=True)
 
@@ -256,7 +234,7 @@ def _validate_forwarded(raw_host: str, uri: str, raw_method: str) -> tuple[str, 
     """``(url, host, method)`` from forward-auth header values, or :class:`BadRequest`."""
     if not raw_host:
         raise BadRequest("missing X-Forwarded-Host header")
-    host = _clean_host(raw_host)
+    host = _target_host(raw_host)
     if not uri.startswith("/") or uri.startswith("//") or _UNSAFE.search(uri):
         raise BadRequest("malformed X-Forwarded-Uri header")
     method = _method(raw_method, "X-Forwarded-Method")
@@ -280,6 +258,6 @@ def from_auth_request(headers: Mapping[str, str], peer: str, trust: ProxyTrust) 
     authority = rest.split("/", 1)[0].split("?", 1)[0]
     if not authority or "@" in authority:
         raise BadRequest("malformed X-Original-URL header")
-    host = _clean_host(authority)
+    host = _target_host(authority)
     method = _method(headers.get("x-original-method"), "X-Original-Method")
     return _build(url, host, method, peer, headers.get("x-forwarded-for"), trust)

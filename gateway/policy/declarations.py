@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.policy.networks import IPNetwork
+from gateway.net import IPNetwork
 from gateway.yaml_source import Document, Issue, Position, YamlPath
 
 if TYPE_CHECKING:

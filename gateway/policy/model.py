@@ -3,13 +3,14 @@ ask for, the answer."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import net
 from gateway.errors import Rejected
 from gateway.levels import POLICY_NAMES, Level
+from gateway.net import IPAddress
 from gateway.policy import normalize
 from gateway.yaml_source import Position
 
@@ -18,14 +19,11 @@ __all__ = [
     "POLICY_NAMES",
     "BadTarget",
     "Decision",
-    "IPAddress",
     "Level",
     "RuleRef",
     "Subject",
     "Target",
 ]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class BadTarget(Rejected, ValueError):
@@ -110,16 +108,18 @@ class Target:
         :class:`BadTarget`.
         """
         try:
-            clean_host = normalize.normalize_host(host)
+            clean_host = net.normalize_host(host)
             raw_path, raw_query = normalize.split_request_uri(uri)
             if paths == "reject":
                 normalize.refuse_ambiguous_path(raw_path)
             path = normalize.clean_path(normalize.decode_path(raw_path))
             query = normalize.parse_query(raw_query)
             clean_method = normalize.normalize_method(method)
-            address = normalize.parse_ip(ip) if ip is not None else None
+            address = net.parse_address(ip) if isinstance(ip, str) else ip
         except ValueError as error:
             raise BadTarget(str(error)) from None
+        if address is not None:
+            address = net.unmapped(address)
         if raw_query:
             path = f"{path}?{raw_query}"
         return cls(host=clean_host, path=path, query=query, method=clean_method, ip=address)

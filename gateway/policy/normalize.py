@@ -1,4 +1,5 @@
-r"""Request normalisation: one canonical host, path, query and method per request.
+r"""Request normalisation: one canonical path, query and method per request (the host is
+:func:`gateway.net.normalize_host`).
 
 The proxy forwards the raw request to the upstream, so the policy must judge a path the
 upstream cannot read differently. By default (``server.paths: reject``) a raw path that two
@@ -19,7 +20,6 @@ the upstream routes on the method it receives.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Literal
 from urllib.parse import unquote, unquote_plus
@@ -29,9 +29,7 @@ __all__ = [
     "PathMode",
     "clean_path",
     "decode_path",
-    "normalize_host",
     "normalize_method",
-    "parse_ip",
     "parse_query",
     "refuse_ambiguous_path",
     "split_request_uri",
@@ -41,8 +39,6 @@ __all__ = [
 _SCHEMES = frozenset({"http", "https"})
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
-_PORT = re.compile(r"[0-9]{1,5}")
 # Methods are case-sensitive (RFC 9110 section 9.1), so ``get`` is not ``GET`` to an upstream
 # router. Every registered method is upper-case letters, hyphen-joined (``M-SEARCH``); the
 # other token characters only serve to confuse.
@@ -76,39 +72,6 @@ def split_url(url: str) -> tuple[str, str]:
     uri = ("/" + path if slash else "/") + (question + query)
     host = authority.rpartition("@")[2]  # userinfo is not part of the host
     return host, uri
-
-
-def normalize_host(value: str) -> str:
-    """Lower-case host name without port or trailing dot; IPv6 literals lose their brackets."""
-    _check_safe(value, "host")
-    if value.startswith("["):
-        literal, bracket, port = value[1:].partition("]")
-        if not bracket:
-            raise ValueError(f"invalid host '{value}': missing ']'")
-        if port and not (port.startswith(":") and _PORT.fullmatch(port[1:])):
-            raise ValueError(f"invalid host '{value}': bad port")
-        try:
-            return str(ipaddress.IPv6Address(literal))
-        except ValueError:
-            raise ValueError(f"invalid host '{value}': not an IPv6 address") from None
-    host, colon, port = value.partition(":")
-    if colon and not (_PORT.fullmatch(port) and int(port) <= 65535):
-        if ":" in port:
-            raise ValueError(f"invalid host '{value}': IPv6 addresses must be in brackets")
-        raise ValueError(f"invalid host '{value}': bad port '{port}'")
-    host = host.lower()
-    if host.endswith("."):
-        host = host[:-1]
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(
-                f"invalid host '{value}': not a valid internationalised name"
-            ) from None
-    if not _HOST_NAME.fullmatch(host):
-        raise ValueError(f"invalid host '{value}'" if value else "the host is empty")
-    return host
 
 
 def split_request_uri(uri: str) -> tuple[str, str]:
@@ -198,21 +161,3 @@ def normalize_method(method: str) -> str:
             raise ValueError(f"invalid method '{method}': methods are upper-case")
         raise ValueError(f"invalid method '{method}'")
     return method
-
-
-def parse_ip(
-    value: str | ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """Parse a client address; IPv4-mapped IPv6 (``::ffff:10.0.0.1``) becomes IPv4."""
-    if isinstance(value, str):
-        try:
-            address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
-                value.strip()
-            )
-        except ValueError:
-            raise ValueError(f"invalid IP address '{value}'") from None
-    else:
-        address = value
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address

@@ -17,7 +17,6 @@ person is asked for a second factor before being sent back rather than after.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ from gateway.identity.model import DirectoryUnavailable
 from gateway.identity.second_factor import Enrollment, EnrollmentExpired
 from gateway.identity.sign_in import PasswordCheck, Refusal
 from gateway.levels import AuthLevel, Level
+from gateway.net import normalize_host, parse_address
 from gateway.observability.logging import printable
 from gateway.observability.throttle import log_failure
 from gateway.policy.model import BadTarget, Subject, Target
@@ -489,7 +489,11 @@ class Portal:
     # -- steps ---------------------------------------------------------------------------
 
     async def _visit(self, request: Request) -> _Visit:
-        cookie_domain = self._sessions.cookie_domain_for(request.url.hostname or "")
+        try:
+            host = normalize_host(request.headers.get("host", ""))
+        except ValueError:
+            raise _UNKNOWN_HOST from None
+        cookie_domain = self._sessions.cookie_domain_for(host)
         if cookie_domain is None:
             raise _UNKNOWN_HOST
         session = None
@@ -744,7 +748,7 @@ def _client_ip(request: Request) -> str | None:
     if request.client is None:
         return None
     try:
-        return str(ipaddress.ip_address(request.client.host))
+        return str(parse_address(request.client.host))
     except ValueError:
         return None
 

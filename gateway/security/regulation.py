@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from gateway.net import address_or_none, parse_network
 from gateway.settings import RegulationSettings, Settings
 
 __all__ = ["Ban", "RegulationBackend", "Regulator", "ip_subject", "user_subject"]
@@ -80,16 +81,13 @@ def user_subject(username: str) -> str:
 def ip_subject(ip: str) -> str:
     """``ip:192.0.2.1``; IPv6 addresses count per /64, IPv4-mapped ones as IPv4."""
     text = ip.strip()
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
+    address = address_or_none(text)
+    if address is None:
         try:
-            return _IP + str(ipaddress.ip_network(text, strict=False))
+            return _IP + str(parse_network(text))
         except ValueError:
             return _IP + text.lower()
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return _IP + str(address.ipv4_mapped)
         return _IP + str(ipaddress.IPv6Network((address, 64), strict=False))
     return _IP + str(address)
 

@@ -6,26 +6,18 @@ from collections.abc import Iterable
 
 from gateway.settings import CookieDomain
 
-__all__ = ["CookieDomainIndex", "SessionCookie", "normalise_host"]
+__all__ = ["CookieDomainIndex", "SessionCookie"]
 
-# Hosts already looked up; bounded because the Host header is chosen by clients.
+# Hosts already looked up; bounded because clients choose the host.
 _MEMO_LIMIT = 4096
 
 
-def normalise_host(host: str) -> str:
-    """``App.Example.COM.:8443`` -> ``app.example.com`` (IPv6 literals keep their brackets)."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        end = host.find("]")
-        return host[: end + 1] if end > 0 else host
-    colon = host.rfind(":")
-    if colon >= 0 and host.count(":") == 1:
-        host = host[:colon]
-    return host.rstrip(".")
-
-
 class CookieDomainIndex:
-    """Finds the longest configured cookie domain that a host equals or is a subdomain of."""
+    """Finds the longest configured cookie domain that a host equals or is a subdomain of.
+
+    The host is canonical (:func:`gateway.net.normalize_host`, as in ``AccessRequest.host``):
+    it is looked up as given, so a caller holding a raw ``Host`` value normalises it first.
+    """
 
     def __init__(self, domains: Iterable[CookieDomain]) -> None:
         self._domains = {cookie.domain: cookie for cookie in domains}
@@ -36,7 +28,7 @@ class CookieDomainIndex:
             return self._memo[host]
         except KeyError:
             pass
-        found = self._lookup(normalise_host(host))
+        found = self._lookup(host)
         if len(self._memo) < _MEMO_LIMIT:
             self._memo[host] = found
         return found

@@ -20,6 +20,7 @@ from gateway.credentials.authenticator import (
     MachineFailure,
     MachineIdentity,
 )
+from gateway.net import normalize_host
 from gateway.settings import CredentialsSettings
 from gateway.storage.records import ApiKeyRecord
 from tests.credentials.certs import headers_for, issue, make_ca, write_bundle
@@ -156,7 +157,7 @@ async def test_api_host_allows_private_networks_only_by_default() -> None:
     assert isinstance(
         await machine.authenticate(headers, PUBLIC, True, host="app.example.com"), MachineIdentity
     )
-    assert machine.is_api_host("API.reports.example.com:443")
+    assert machine.is_api_host(normalize_host("API.reports.example.com:443"))
     assert not machine.is_api_host("app.example.com")
 
 

@@ -14,6 +14,7 @@ from gateway.credentials.authenticator import (
     MachineFailure,
     MachineIdentity,
 )
+from gateway.net import normalize_host
 from gateway.policy import PolicyEngine, compile_documents
 from gateway.settings import CredentialsSettings
 from gateway.yaml_source import load_text
@@ -88,7 +89,7 @@ def test_declared_hosts_come_first_and_replace_configured_ones() -> None:
         "::1/128",
         "fc00::/7",
     ]
-    assert machine.is_api_host("LLM.example.com:443", declared)
+    assert machine.is_api_host(normalize_host("LLM.example.com:443"), declared)
     assert machine.is_api_host("api.other.example.com", declared)  # api_host_patterns still apply
 
     # A reload without the declarations gives the configured hosts back.

@@ -282,3 +282,40 @@ def test_ipv4_mapped_addresses_are_judged_as_ipv4() -> None:
     )
     assert str(access.client_ip) == "203.0.113.9"
     assert str(access.target.ip) == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [
+        ("app.example.com", "app.example.com"),
+        ("App.Example.COM:8443", "app.example.com"),
+        ("app.example.com.", "app.example.com"),
+        ("APP.example.com.:443", "app.example.com"),
+        ("10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_the_host_is_canonical_once_and_the_target_agrees(raw: str, host: str) -> None:
+    forwarded = from_forward_auth(forward(**{"x-forwarded-host": raw}), "127.0.0.1", TRUST)
+    original = from_auth_request(
+        {"x-original-url": f"https://{raw}/path", "x-original-method": "GET"}, "127.0.0.1", TRUST
+    )
+    for access in (forwarded, original):
+        assert access.host == access.target.host == host
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a_b.example.com",
+        "bücher.example",
+        "app.example.com..",
+        "app.example.com:",
+        "app.example.com:99999",
+        "app.example.com:²",
+        "-app.example.com",
+        "x" * 64 + ".example.com",
+    ],
+)
+def test_hosts_the_policy_could_not_name_are_malformed(raw: str) -> None:
+    with pytest.raises(BadRequest, match="malformed X-Forwarded-Host"):
+        from_forward_auth(forward(**{"x-forwarded-host": raw}), "127.0.0.1", TRUST)

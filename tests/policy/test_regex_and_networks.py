@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from gateway.policy.networks import NetworkSet, parse_network
+from gateway.net import NetworkSet, parse_network
 from gateway.policy.regex import compile_pattern
 
 from .helpers import decide, policy_from_text

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from gateway.net import normalize_host
 from gateway.session.manager import SessionManager
 from gateway.session.stores.memory import MemorySessionStore
 from gateway.settings import CookieDomain
@@ -54,6 +55,9 @@ def test_cookie_domain_for_picks_the_longest_configured_domain(
     host: str, expected: str | None
 ) -> None:
     manager = manager_with("example.com", "corp.example.com", "example.org")
+    # The lookup takes the canonical host, as the request parser and the portal compute it
+    # (an empty host has no canonical form and reaches the lookup as itself).
+    host = normalize_host(host) if host else host
     found = manager.cookie_domain_for(host)
     assert (found.domain if found else None) == expected
     assert manager.cookie_domain_for(host) is found  # the memoised answer is the same
@@ -100,7 +104,7 @@ async def test_domain_cookie_name_and_strict_same_site() -> None:
 
 async def test_localhost_gets_a_host_only_cookie() -> None:
     manager = manager_with("localhost")
-    local = manager.cookie_domain_for("localhost:9091")
+    local = manager.cookie_domain_for(normalize_host("localhost:9091"))
     assert local is not None
     session = await manager.login(local, username="alice")
     header = manager.cookie_header(session, local)
