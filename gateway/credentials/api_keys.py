@@ -26,7 +26,6 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from typing import Any, Protocol
 from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import NetworkError, parse_networks
 from gateway.errors import ConfigError, Rejected, Unavailable
+from gateway.memo import BoundedMemo
 from gateway.net import AddressSet
 from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import equal, keyed_hash
@@ -288,6 +288,10 @@ def static_key_index(keys: Iterable[ApiKey]) -> dict[str, ApiKey]:
     return static
 
 
+_CACHE_BYTES = 8 << 20
+"""Byte budget of the key-record cache (ids of unknown keys are cached too)."""
+
+
 class ApiKeyVerifier:
     """Check presented keys; records are cached, last-use times written in batches."""
 
@@ -309,11 +313,10 @@ class ApiKeyVerifier:
         self._hash_key = hash_key
         self._repository = repository
         self._static = static_key_index(static_keys)
-        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cache: BoundedMemo[str, _Cached] = BoundedMemo(max(1, cache_size), _CACHE_BYTES)
         self._cache_ttl = cache_ttl
         self._negative_ttl = negative_cache_ttl
         self._max_stale = max_stale
-        self._cache_size = max(1, cache_size)
         self._inflight: dict[str, asyncio.Future[ApiKey | None]] = {}
         self._touch_interval = touch_interval
         self._used: dict[str, float] = {}
@@ -327,7 +330,7 @@ class ApiKeyVerifier:
         if key_id is None:
             self._cache.clear()
         else:
-            self._cache.pop(key_id, None)
+            self._cache.pop(key_id)
 
     async def verify(self, value: str, static: Mapping[str, ApiKey] | None = None) -> ApiKey:
         """The key for a presented ``gw_...`` value; ``static``: the declared keys in force
@@ -361,7 +364,6 @@ class ApiKeyVerifier:
         if cached is not None:
             ttl = self._cache_ttl if cached.key is not None else self._negative_ttl
             if now - cached.fetched_at < ttl:
-                self._cache.move_to_end(key_id)
                 return cached.key
         if self._repository is None:
             return None
@@ -398,10 +400,7 @@ class ApiKeyVerifier:
             )
             raise ApiKeyUnavailable("API key store unavailable") from error
         key = ApiKey.from_record(record) if record is not None else None
-        if len(self._cache) >= self._cache_size and key_id not in self._cache:
-            self._cache.popitem(last=False)
-        self._cache[key_id] = _Cached(key, now)
-        self._cache.move_to_end(key_id)
+        self._cache.put(key_id, _Cached(key, now), len(key_id))
         return key
 
     # -- last-used bookkeeping -----------------------------------------------------------

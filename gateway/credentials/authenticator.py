@@ -55,6 +55,7 @@ from gateway.credentials.upstream import (
     UpstreamUnavailable,
 )
 from gateway.errors import ConfigError
+from gateway.memo import BoundedMemo
 from gateway.net import AddressSet, IPAddress, address_or_none, normalize_host
 from gateway.security.regulation import ip_subject
 
@@ -218,7 +219,8 @@ class ApiHostIndex:
                 self._exact[host.domain] = host
         self._fallback = HostMatcher(fallback_patterns)
         self._default = default_networks
-        self._memo: dict[str, ApiHost | None] = {}
+        # Host names come from clients: bounded in entries and bytes (gateway/memo.py).
+        self._memo: BoundedMemo[str, ApiHost | None] = BoundedMemo(self._MEMO_LIMIT, 1 << 20)
 
     def lookup(self, host: str) -> ApiHost | None:
         """The API host for a canonical host (:func:`gateway.net.normalize_host`), or None."""
@@ -226,7 +228,7 @@ class ApiHostIndex:
         if found is not None:
             return found
         if host in self._memo:
-            return self._memo[host]
+            return self._memo.get(host)
         result: ApiHost | None = None
         for matcher, candidate in self._globs:
             if matcher.matches(host):
@@ -235,10 +237,7 @@ class ApiHostIndex:
         else:
             if self._fallback.matches(host):
                 result = ApiHost(host, self._default, declared=False)
-        if len(self._memo) >= self._MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[host] = result
-        return result
+        return self._memo.put(host, result, len(host))
 
     @property
     def secret_names(self) -> list[str]:

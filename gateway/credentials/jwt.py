@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.credentials.jwks import JwksClient
 from gateway.errors import Rejected
+from gateway.memo import BoundedMemo
 
 if TYPE_CHECKING:
     from gateway.settings import JwtIssuerSettings
@@ -77,6 +77,7 @@ _NUMERIC_DATES = ("exp", "nbf", "iat")
 # Far beyond any real expiry, small enough for float arithmetic; NaN fails the comparison.
 _MAX_NUMERIC_DATE = 2**53
 _CACHE_SIZE = 4096
+_CACHE_BYTES = 16 << 20
 _CACHE_SECONDS = 60.0
 
 
@@ -316,7 +317,8 @@ class JwtVerifier:
             if issuer.issuer in self._issuers:
                 raise ValueError(f"issuer {issuer.issuer} is configured twice")
             self._issuers[issuer.issuer] = issuer
-        self._cache: OrderedDict[str, _Verified] = OrderedDict()
+        # Keyed by tokens clients send: bounded in bytes too (gateway/memo.py).
+        self._cache: BoundedMemo[str, _Verified] = BoundedMemo(_CACHE_SIZE, _CACHE_BYTES)
         self._clock = clock
 
     def __bool__(self) -> bool:
@@ -333,7 +335,7 @@ class JwtVerifier:
         if cached is not None:
             if cached.valid_from <= now < cached.valid_until:
                 return cached.identity
-            del self._cache[token]
+            self._cache.pop(token)
         if len(token) > _MAX_TOKEN_CHARS:
             raise TokenRejected("token is too long")
         if _COMPACT.fullmatch(token) is None:
@@ -395,9 +397,7 @@ class JwtVerifier:
         not_before = claims.get("nbf")
         if is_numeric_date(not_before):
             start = float(not_before) - leeway
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.popitem(last=False)
-        self._cache[token] = _Verified(identity, start, until)
+        self._cache.put(token, _Verified(identity, start, until), len(token))
 
     async def start(self) -> None:
         for issuer in self._issuers.values():

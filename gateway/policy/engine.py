@@ -15,10 +15,10 @@ candidates are sorted by rule position.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from gateway.memo import BoundedMemo
 from gateway.policy.matchers import DomainKind
 from gateway.policy.model import Decision, Level, RuleRef, Subject, Target
 from gateway.policy.rule import Rule
@@ -64,8 +64,10 @@ class PolicyEngine:
             rule.level is Level.TWO_FACTOR for rule in self.rules
         )
         self._default = Decision(default_level, None, potential=False)
-        self._cache_size = cache_size
-        self._cache: dict[str, tuple[_Candidate, ...]] = {}
+        # Host -> its candidate rules; hosts come from clients, so bounded (gateway/memo.py).
+        self._cache: BoundedMemo[str, tuple[_Candidate, ...]] | None = (
+            BoundedMemo(cache_size, cache_size * 512) if cache_size > 0 else None
+        )
         self._exact: dict[str, list[tuple[int, bool]]] = {}
         self._suffix: dict[str, list[tuple[int, bool]]] = {}
         self._scan: list[tuple[int, bool]] = []
@@ -90,9 +92,12 @@ class PolicyEngine:
         user matches potentially and the decision says so.
         """
         host = target.host
-        candidates = self._cache.get(host)
+        cache = self._cache
+        candidates = cache.get(host) if cache is not None else None
         if candidates is None:
-            candidates = self._remember(host)
+            candidates = self._candidates(host)
+            if cache is not None:
+                cache.put(host, candidates, len(host))
         anonymous = subject.is_anonymous
         for rule, certain in candidates:
             if (certain or rule.matches_domain(host, subject, anonymous)) and rule.matches_request(
@@ -104,18 +109,6 @@ class PolicyEngine:
     def host_rules(self, host: str) -> tuple[RuleRef, ...]:
         """The rules that may apply to ``host`` (a lower-case host name), in order."""
         return tuple(rule.ref for rule, _ in self._candidates(host))
-
-    def _remember(self, host: str) -> tuple[_Candidate, ...]:
-        candidates = self._candidates(host)
-        cache = self._cache
-        if self._cache_size <= 0:
-            return candidates
-        if len(cache) >= self._cache_size:
-            # Oldest first; another thread may have evicted it already.
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                del cache[next(iter(cache))]
-        cache[host] = candidates
-        return candidates
 
     def _candidates(self, host: str) -> tuple[_Candidate, ...]:
         found: dict[int, bool] = {}

@@ -138,7 +138,8 @@ async def test_verified_tokens_are_cached_until_exp(
     expires = int(time.time()) + 20
     token = sign(rsa_key, exp=expires)
     await verifier.verify(token)
-    assert verifier._cache[token].valid_until <= expires + 30
+    cached = verifier._cache.get(token)
+    assert cached is not None and cached.valid_until <= expires + 30
 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("decoded again")
@@ -159,7 +160,8 @@ async def test_cache_never_outlives_exp(
     expires = int(clock.now) + 20
     token = sign(rsa_key, exp=expires)
     await verifier.verify(token)
-    assert verifier._cache[token].valid_until <= expires
+    cached = verifier._cache.get(token)
+    assert cached is not None and cached.valid_until <= expires
     decoded: list[str] = []
     original = jwt.decode
 
