@@ -27,6 +27,7 @@ from gateway.identity.model import Generational, User
 from gateway.identity.refresh import UserRefresher
 from gateway.identity.sign_in import PasswordCheck, Refusal
 from gateway.levels import AuthLevel
+from gateway.memo import BoundedMemo
 from gateway.policy import Subject
 from gateway.runtime import Runtime
 from gateway.security.crypto import keyed_hash
@@ -47,6 +48,7 @@ log = logging.getLogger("gateway.decision")
 
 _BASIC_CACHE_SECONDS = 10.0
 _BASIC_CACHE_LIMIT = 1024
+_BASIC_CACHE_BYTES = 1 << 20
 _IDENTITY_CACHE_LIMIT = 10_000
 # How often one process re-checks a session's user against the backend (at most): a users
 # file edit or an LDAP refresh shows within this, on top of the backend's own interval.
@@ -154,7 +156,9 @@ class Authenticator:
         self._cookie_names = {
             cookie.domain: cookie.name or settings.cookie_name for cookie in settings.cookies
         }
-        self._basic_cache: dict[bytes, _RememberedBasic] = {}
+        self._basic_cache: BoundedMemo[bytes, _RememberedBasic] = BoundedMemo(
+            _BASIC_CACHE_LIMIT, _BASIC_CACHE_BYTES
+        )
         self._refresher = UserRefresher.from_settings(runtime.settings, runtime.users)
         users = runtime.users
         self._generational = users if isinstance(users, Generational) else None
@@ -262,7 +266,7 @@ class Authenticator:
         if cached is not None:
             if cached.expires > now and cached.generation == generation:
                 return cached.identity
-            del self._basic_cache[cache_key]
+            self._basic_cache.pop(cache_key)
         user = await self._passwords.check_password(username, password, ip, started=started)
         if isinstance(user, Refusal):
             raise BasicRejected
@@ -270,9 +274,6 @@ class Authenticator:
             user.username, tuple(user.groups), user.email, user.display_name, AuthLevel.ONE_FACTOR
         )
         if self._basic_seconds > 0:
-            if len(self._basic_cache) >= _BASIC_CACHE_LIMIT:
-                self._basic_cache.clear()
-            self._basic_cache[cache_key] = _RememberedBasic(
-                identity, now + self._basic_seconds, generation
-            )
+            remembered = _RememberedBasic(identity, now + self._basic_seconds, generation)
+            self._basic_cache.put(cache_key, remembered, len(header))
         return identity

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gateway.memo import BoundedMemo
 from gateway.settings import CookieDomain
 
 __all__ = ["CookieDomainIndex", "SessionCookie"]
@@ -21,17 +22,13 @@ class CookieDomainIndex:
 
     def __init__(self, domains: Iterable[CookieDomain]) -> None:
         self._domains = {cookie.domain: cookie for cookie in domains}
-        self._memo: dict[str, CookieDomain | None] = {}
+        # Hosts come from clients: bounded in entries and bytes (gateway/memo.py).
+        self._memo: BoundedMemo[str, CookieDomain | None] = BoundedMemo(_MEMO_LIMIT, 1 << 20)
 
     def __call__(self, host: str) -> CookieDomain | None:
-        try:
-            return self._memo[host]
-        except KeyError:
-            pass
-        found = self._lookup(host)
-        if len(self._memo) < _MEMO_LIMIT:
-            self._memo[host] = found
-        return found
+        if host in self._memo:
+            return self._memo.get(host)
+        return self._memo.put(host, self._lookup(host), len(host))
 
     def _lookup(self, host: str) -> CookieDomain | None:
         # Walk from the full host towards the root, so the longest domain wins; only whole
