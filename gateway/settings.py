@@ -34,8 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.security.crypto import InvalidKeyError, parse_key
-from gateway.yaml_source import (
+from gateway.config.yaml import (
     ConfigError,
     Document,
     Issue,
@@ -44,6 +43,7 @@ from gateway.yaml_source import (
     default_environ,
     load_file,
 )
+from gateway.security.crypto import InvalidKeyError, parse_key
 
 __all__ = [
     "AuthenticationSettings",

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.config.yaml import ConfigError, Issue, YamlPath, read_file
 from gateway.policy.reload import PolicyWatcher
 from gateway.settings import Settings
-from gateway.yaml_source import ConfigError, Issue, YamlPath, read_file
 
 __all__ = ["Validated", "validate"]
 

@@ -22,9 +22,9 @@ import pytest
 from gateway import check
 from gateway.app import build_runtime, close_runtime
 from gateway.cli import main
+from gateway.config.yaml import ConfigError
 from gateway.security.crypto import generate_key
 from gateway.settings import load_settings
-from gateway.yaml_source import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -141,8 +141,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one ``gateway keys`` action; 0 done, 1 failed, 2 bad configuration or usage."""
+    from gateway.config.yaml import ConfigError
     from gateway.storage.errors import StorageError
-    from gateway.yaml_source import ConfigError
 
     try:
         action: Callable[[argparse.Namespace], int] = args._action

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.config.yaml import ConfigError
 from gateway.identity.passwords import hash_password
 from gateway.identity.users_file import email_problem, group_problem, username_problem
 from gateway.identity.users_file_editor import UsersFileEditor
-from gateway.yaml_source import ConfigError
 
 __all__ = ["add_arguments", "run"]
 

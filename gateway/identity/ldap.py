@@ -42,6 +42,7 @@ from ldap3.core.exceptions import (
     LDAPStartTLSError,
 )
 
+from gateway.config.yaml import ConfigError, Issue, Position, read_file
 from gateway.identity.circuit import CircuitBreaker, CircuitState
 from gateway.identity.ldap_filters import (
     PRESETS,
@@ -54,7 +55,6 @@ from gateway.identity.model import DirectoryUnavailable, User
 from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import random_token
 from gateway.settings import LdapSettings
-from gateway.yaml_source import ConfigError, Issue, Position, read_file
 
 __all__ = ["LdapBackend", "LdapConfig"]
 

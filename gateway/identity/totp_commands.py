@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway.yaml_source import ConfigError
+from gateway.config.yaml import ConfigError
 
 __all__ = ["add_arguments", "run"]
 

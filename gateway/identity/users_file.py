@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.config.yaml import ConfigError, Document, Issue, load_bytes, load_file
 from gateway.identity.model import User
 from gateway.identity.passwords import PasswordVerifier, hash_problem
 from gateway.stable_files import Snapshot, StableFiles
-from gateway.yaml_source import ConfigError, Document, Issue, load_bytes, load_file
 
 __all__ = [
     "UserRecord",

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Any
 
+from gateway.config.yaml import Document, Issue, Position, YamlPath
 from gateway.policy.declarations import ApiDeclarations
 from gateway.policy.matchers import (
     DomainKind,
@@ -24,7 +25,6 @@ from gateway.policy.model import POLICY_NAMES, Level
 from gateway.policy.networks import IPNetwork, NetworkSet, parse_network
 from gateway.policy.regex import compile_pattern
 from gateway.policy.rule import Rule
-from gateway.yaml_source import Document, Issue, Position, YamlPath
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey

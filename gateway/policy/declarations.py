@@ -18,8 +18,8 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway.config.yaml import Document, Issue, Position, YamlPath
 from gateway.policy.networks import IPNetwork
-from gateway.yaml_source import Document, Issue, Position, YamlPath
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey

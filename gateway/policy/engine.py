@@ -19,10 +19,10 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from gateway.config.yaml import Issue
 from gateway.policy.matchers import DomainKind
 from gateway.policy.model import Decision, Level, RuleRef, Subject, Target
 from gateway.policy.rule import Rule
-from gateway.yaml_source import Issue
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gateway.config.yaml import ConfigError, Document, Issue, default_environ, load_file
 from gateway.policy.compile import PolicyCompiler
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.lint import lint_rules
-from gateway.yaml_source import ConfigError, Document, Issue, default_environ, load_file
 
 __all__ = ["compile_documents", "load_policy"]
 
@@ -43,7 +43,7 @@ def load_policy(
 def compile_documents(
     documents: Sequence[Document], *, environ: Mapping[str, str] | None = None
 ) -> PolicyEngine:
-    """Compile already parsed policy documents (see :func:`gateway.yaml_source.load_text`)."""
+    """Compile already parsed policy documents (see :func:`gateway.config.yaml.load_text`)."""
     compiler = PolicyCompiler(environ=environ)
     for document in documents:
         compiler.add(document)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.config.yaml import Position
 from gateway.policy import normalize
-from gateway.yaml_source import Position
 
 __all__ = [
     "ANONYMOUS",

@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.config.yaml import ConfigError
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.loader import load_policy
 from gateway.policy.model import POLICY_NAMES, BadTarget, Decision, Level, Subject, Target
 from gateway.policy.normalize import PATH_MODES, PathMode
-from gateway.yaml_source import ConfigError
 
 __all__ = ["add_arguments", "run"]
 

@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.config.yaml import ConfigError
 from gateway.security.crypto import generate_key
 from gateway.settings import CredentialsSettings, Settings, load_settings
-from gateway.yaml_source import ConfigError
 from tests.credentials.certs import make_ca, write_bundle
 
 MINIMAL = f"""\
