@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import re
@@ -34,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.suggest import did_you_mean
 from gateway.config.yaml import (
     ConfigError,
     Document,
@@ -871,8 +871,7 @@ def _issue_from_error(
     field = ".".join(str(part) for part in location) or "configuration"
     if kind == "extra_forbidden":
         name = str(location[-1])
-        close = difflib.get_close_matches(name, _known_options(model, relative), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(name, _known_options(model, relative))
         return document.issue(location, f"unknown option '{name}'{hint}", at_key=True)
     elif kind == "missing":
         message = f"missing required option '{field}'"

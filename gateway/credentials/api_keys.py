@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import difflib
 import logging
 import re
 import secrets
@@ -31,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.config.suggest import did_you_mean
+from gateway.config.yaml import YamlPath
 from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import AddressSet, NetworkError, parse_networks
 from gateway.observability.throttle import Outage, log_throttled
@@ -441,8 +442,6 @@ class ApiKeyVerifier:
 # GitOps: keys declared by hash
 # --------------------------------------------------------------------------------------------
 
-YamlPath = tuple[str | int, ...]
-
 
 class StaticKeyError(ValueError):
     """Declared keys cannot be used; ``problems`` pairs each with its path in the document."""
@@ -524,8 +523,7 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
             problems.append((here, "expected a mapping with name, id and hash"))
             continue
         for name in sorted(set(entry) - set(DECLARATION_FIELDS)):
-            close = difflib.get_close_matches(str(name), DECLARATION_FIELDS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(str(name), DECLARATION_FIELDS)
             problems.append(((*here, name), f"unknown option '{name}'{hint}"))
         before = len(problems)
         name = entry.get("name")
