@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gateway.config.settings import load_settings_with_warnings
 from gateway.config.yaml import ConfigError, Issue
-from gateway.settings import load_settings_with_warnings
 from gateway.validation import validate
 
 __all__ = ["add_arguments", "run"]

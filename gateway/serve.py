@@ -7,9 +7,9 @@ import logging
 import os
 import sys
 
+from gateway.config.settings import load_settings_with_warnings
 from gateway.config.yaml import ConfigError, Issue
 from gateway.observability.logging import configure_logging, configured_secrets, register_secrets
-from gateway.settings import load_settings_with_warnings
 from gateway.validation import validate
 
 __all__ = ["add_arguments", "run"]

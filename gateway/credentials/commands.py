@@ -32,7 +32,7 @@ from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import NetworkError, parse_networks
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
     from gateway.storage.records import ApiKeyRecord
 
 __all__ = ["add_arguments", "run"]
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from gateway.settings import load_settings
+    from gateway.config.settings import load_settings
 
     if not args.config:
         raise CommandError(f"pass --config FILE or set {CONFIG_ENV}")
@@ -195,7 +195,7 @@ async def _audit(storage: Any, event: str, record: ApiKeyRecord) -> None:
 
 
 def _expiry(text: str | None, now: float) -> float | None:
-    from gateway.settings import parse_duration
+    from gateway.config.values import parse_duration
 
     if text is None:
         return None
@@ -395,7 +395,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from gateway.settings import parse_duration
+    from gateway.config.values import parse_duration
 
     try:
         grace = parse_duration(args.grace)

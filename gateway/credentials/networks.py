@@ -15,10 +15,11 @@ loopback and the RFC 1918 / RFC 4193 private ranges. Deliberately *not* included
 from __future__ import annotations
 
 import ipaddress
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from functools import lru_cache
 
+# The parsers the configuration uses too: a network means the same in gateway.yml and here.
+from gateway.config.values import PRIVATE_NETWORKS, NetworkError, networks_from_env, parse_networks
 from gateway.policy.networks import NetworkSet
 
 __all__ = [
@@ -35,50 +36,6 @@ __all__ = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-PRIVATE_NETWORKS: tuple[str, ...] = (
-    "127.0.0.0/8",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "::1/128",
-    "fc00::/7",
-)
-"""Loopback and private ranges: the allowlist of an API host that declares none."""
-
-
-class NetworkError(ValueError):
-    """A network list cannot be used; the message names where it came from."""
-
-
-def parse_networks(values: Iterable[str], *, source: str = "networks") -> tuple[IPNetwork, ...]:
-    """Parse CIDRs (or single addresses); host bits are allowed and masked off."""
-    networks: list[IPNetwork] = []
-    for value in values:
-        text = str(value).strip()
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise NetworkError(
-                f"{source}: '{text}' is not an IP address or CIDR network "
-                "(write e.g. 10.0.0.0/8 or 2001:db8::/32)"
-            ) from None
-    return tuple(networks)
-
-
-def networks_from_env(name: str, environ: Mapping[str, str] | None = None) -> tuple[IPNetwork, ...]:
-    """The space- (or comma-) separated CIDRs in environment variable ``name``."""
-    env = os.environ if environ is None else environ
-    raw = env.get(name)
-    if raw is None:
-        raise NetworkError(
-            f"environment variable {name} is not set "
-            "(it must hold space-separated CIDR networks, e.g. '203.0.113.0/24 10.0.0.0/8')"
-        )
-    entries = raw.replace(",", " ").split()
-    if not entries:
-        raise NetworkError(f"environment variable {name} is empty (expected CIDR networks)")
-    return parse_networks(entries, source=f"environment variable {name}")
 
 
 @lru_cache(maxsize=8192)

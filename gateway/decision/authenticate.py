@@ -29,7 +29,7 @@ from gateway.runtime import Runtime
 from gateway.security.crypto import keyed_hash
 from gateway.security.regulation import ResponseTimer
 from gateway.session.model import AuthLevel, Session, SessionExpired
-from gateway.settings import CookieDomain
+from gateway.session.settings import CookieDomain
 
 __all__ = [
     "ANONYMOUS",

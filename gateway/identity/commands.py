@@ -213,7 +213,7 @@ def _users_file(args: argparse.Namespace) -> Path:
         return Path(args.file)
     if args.config is None:
         raise CommandError("name the users file with --file PATH or --config gateway.yml")
-    from gateway.settings import load_settings
+    from gateway.config.settings import load_settings
 
     settings = load_settings(args.config)
     if settings.authentication.file is None:

@@ -28,7 +28,7 @@ from gateway.policy.rule import Rule
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey
-    from gateway.settings import ApiHostSettings
+    from gateway.credentials.settings import ApiHostSettings
 
 __all__ = [
     "METHODS",

@@ -1,7 +1,7 @@
 """``api_hosts:`` and ``api_keys:`` in policy files: machine access declared in Git.
 
 An entry is validated by the code that validates the same thing elsewhere, so the two cannot
-drift apart: an API host by :class:`~gateway.settings.ApiHostSettings` (as under
+drift apart: an API host by :class:`~gateway.credentials.settings.ApiHostSettings` (as under
 ``credentials.api_hosts`` in ``gateway.yml``), a key by
 :func:`~gateway.credentials.api_keys.load_static_api_keys` (the declaration ``gateway keys
 create --static`` prints). On top, ``networks`` may name networks defined in any policy file
@@ -23,7 +23,7 @@ from gateway.policy.networks import IPNetwork
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey
-    from gateway.settings import ApiHostSettings
+    from gateway.credentials.settings import ApiHostSettings
 
 __all__ = ["ApiDeclarations", "NetworkResolver"]
 
@@ -63,7 +63,8 @@ class ApiDeclarations:
             return ()
         from pydantic import ValidationError
 
-        from gateway.settings import ApiHostSettings, validation_issues
+        from gateway.config.schema import validation_issues
+        from gateway.credentials.settings import ApiHostSettings
 
         start = len(self.issues)
         hosts: list[ApiHostSettings] = []

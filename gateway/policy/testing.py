@@ -131,7 +131,7 @@ def _load(args: argparse.Namespace) -> PolicyEngine | None:
             print("error: give --config or --policy, not both", file=sys.stderr)
             return None
         try:
-            from gateway.settings import load_settings
+            from gateway.config.settings import load_settings
         except ImportError as error:  # pragma: no cover - settings ships with the gateway
             print(f"error: cannot read --config: {error}", file=sys.stderr)
             return None

@@ -51,7 +51,7 @@ from gateway.security.crypto import DecryptionError
 from gateway.security.redirects import safe_redirect
 from gateway.security.regulation import ResponseTimer
 from gateway.session.model import AuthLevel, Session, SessionExpired, SessionStoreUnavailable
-from gateway.settings import CookieDomain
+from gateway.session.settings import CookieDomain
 from gateway.storage.errors import StorageUnavailable
 
 __all__ = ["Portal", "portal_routes"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.settings import CookieDomain
+from gateway.session.settings import CookieDomain
 
 __all__ = ["CookieDomainIndex", "SessionCookie", "normalise_host"]
 

@@ -7,9 +7,9 @@ import asyncio
 import getpass
 import sys
 
+from gateway.config.settings import Settings, load_settings_with_warnings
 from gateway.config.yaml import ConfigError
 from gateway.security.crypto import DecryptionError, Keyring, generate_key
-from gateway.settings import Settings, load_settings_with_warnings
 from gateway.storage.errors import RotationIncomplete, StorageError
 from gateway.storage.store import Storage, open_storage
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.config.settings import Settings, load_settings
 from gateway.credentials.api_keys import (
     ApiKeyRejected,
     ApiKeyVerifier,
@@ -18,7 +19,6 @@ from gateway.credentials.api_keys import (
     parse_api_key,
 )
 from gateway.security.crypto import generate_key
-from gateway.settings import Settings, load_settings
 from gateway.storage import open_storage
 from gateway.storage.records import ApiKeyRecord
 

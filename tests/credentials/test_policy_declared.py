@@ -10,8 +10,8 @@ import pytest
 from gateway.config.yaml import load_text
 from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.credentials.authenticator import MachineAuthenticator, MachineFailure, MachineIdentity
+from gateway.credentials.settings import CredentialsSettings
 from gateway.policy import PolicyEngine, compile_documents
-from gateway.settings import CredentialsSettings
 from tests.credentials.memory_repository import MemoryRepository
 
 pytestmark = pytest.mark.anyio

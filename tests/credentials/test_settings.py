@@ -10,9 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.config.settings import Settings, load_settings
 from gateway.config.yaml import ConfigError
+from gateway.credentials.settings import CredentialsSettings
 from gateway.security.crypto import generate_key
-from gateway.settings import CredentialsSettings, Settings, load_settings
 from tests.credentials.certs import make_ca, write_bundle
 
 MINIMAL = f"""\

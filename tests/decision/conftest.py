@@ -11,10 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import GatewayApp, create_app
+from gateway.config.settings import load_settings
 from gateway.identity.passwords import hash_password
 from gateway.security.crypto import generate_key
 from gateway.session.model import AuthLevel, Session
-from gateway.settings import load_settings
 
 POLICY = """\
 access_control:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from argon2 import Parameters, Type
 from starlette.testclient import TestClient
 
+from gateway.config.settings import Settings
 from gateway.identity.passwords import hash_password
 from gateway.identity.second_factor import SecondFactor
 from gateway.identity.users_file import UsersFileBackend
@@ -26,7 +27,6 @@ from gateway.security.crypto import Keyring, generate_key
 from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores.memory import MemorySessionStore
-from gateway.settings import Settings
 from gateway.storage import open_storage
 
 T = TypeVar("T")

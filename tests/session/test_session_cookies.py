@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.session.manager import SessionManager
+from gateway.session.settings import CookieDomain
 from gateway.session.stores.memory import MemorySessionStore
-from gateway.settings import CookieDomain
 from tests.session.backends import HASH_KEY, FakeClock, session_settings
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,7 @@
   binding as the DN found (an empty password is refused first: it would be an
   unauthenticated bind, which many servers accept). Groups come from ``groups_filter`` or
   from the user's ``memberOf`` values.
-* Every value put into a filter is escaped (RFC 4515), see :mod:`gateway.identity.ldap_filters`.
+* Every value put into a filter is escaped (RFC 4515), see :mod:`gateway.identity.ldap.filters`.
 * Several URLs fail over in order; a server that refused a connection is tried last for a
   while. LDAPS or StartTLS verify the server against ``ca_certificate`` (or the system CAs).
 * Blocking ldap3 calls run in a thread pool of ``pool_size`` threads, next to a pool of at most
@@ -44,19 +44,19 @@ from ldap3.core.exceptions import (
 
 from gateway.config.yaml import ConfigError, Issue, Position, read_file
 from gateway.identity.circuit import CircuitBreaker, CircuitState
-from gateway.identity.ldap_filters import (
+from gateway.identity.ldap.filters import (
     PRESETS,
     filter_problem,
     first_rdn,
     placeholders,
     render,
 )
+from gateway.identity.ldap.settings import LdapSettings
 from gateway.identity.model import DirectoryUnavailable, User
 from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import random_token
-from gateway.settings import LdapSettings
 
-__all__ = ["LdapBackend", "LdapConfig"]
+__all__ = ["LdapBackend", "LdapConfig", "read_ca_certificate"]
 
 logger = logging.getLogger("gateway.identity.ldap")
 
