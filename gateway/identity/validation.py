@@ -43,7 +43,7 @@ def _users_file(settings: Settings) -> list[Issue]:
 
 
 def _ldap(settings: Settings) -> list[Issue]:
-    from gateway.identity.ldap import LdapConfig, read_ca_certificate
+    from gateway.identity.ldap.config import LdapConfig, read_ca_certificate
 
     ldap = settings.authentication.ldap
     assert ldap is not None
