@@ -444,10 +444,17 @@ class ApiKeyVerifier:
 
 
 class StaticKeyError(ValueError):
-    """Declared keys cannot be used; ``problems`` pairs each with its path in the document."""
+    """Declared keys cannot be used; ``problems`` pairs each with its path in the document.
 
-    def __init__(self, problems: Sequence[tuple[YamlPath, str]]) -> None:
+    ``unknown`` holds the paths of options that are not declaration fields: a loader shows
+    those at the key, like every other unknown option (see ``Document.issue``).
+    """
+
+    def __init__(
+        self, problems: Sequence[tuple[YamlPath, str]], *, unknown: Iterable[YamlPath] = ()
+    ) -> None:
         self.problems = list(problems)
+        self.unknown = frozenset(unknown)
         super().__init__(
             "\n".join(
                 f"{'.'.join(str(part) for part in path)}: {message}"
@@ -512,6 +519,7 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
     problem with its path (for ``file:line`` messages).
     """
     problems: list[tuple[YamlPath, str]] = []
+    unknown: list[YamlPath] = []
     keys: list[ApiKey] = []
     names: set[str] = set()
     ids: set[str] = set()
@@ -524,6 +532,7 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
             continue
         for name in sorted(set(entry) - set(DECLARATION_FIELDS)):
             hint = did_you_mean(str(name), DECLARATION_FIELDS)
+            unknown.append((*here, name))
             problems.append(((*here, name), f"unknown option '{name}'{hint}"))
         before = len(problems)
         name = entry.get("name")
@@ -600,5 +609,5 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
         except ValueError as error:
             problems.append(((*here, "scopes"), str(error)))
     if problems:
-        raise StaticKeyError(problems)
+        raise StaticKeyError(problems, unknown=unknown)
     return keys

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gateway.config.yaml import ConfigError, Document, Issue, default_environ, load_file
+from gateway.config.yaml import (
+    ConfigError,
+    Document,
+    Issue,
+    default_environ,
+    in_file_order,
+    load_file,
+)
 from gateway.policy.compile import PolicyCompiler
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.lint import lint_rules
@@ -51,15 +58,7 @@ def compile_documents(
     if compiler.issues:
         raise ConfigError(compiler.issues)
     sources = [document.file for document in documents]
-    order = {file: index for index, file in enumerate(sources)}
-
-    def file_order(issue: Issue) -> tuple[int, int, int]:
-        where = issue.position
-        if where is None:
-            return (-1, 0, 0)
-        return (order.get(where.file, len(order)), where.line, where.column)
-
-    warnings = sorted([*compiler.warnings, *lint_rules(rules)], key=file_order)
+    warnings = in_file_order([*compiler.warnings, *lint_rules(rules)], sources)
     return PolicyEngine(
         rules,
         compiler.default_level,
