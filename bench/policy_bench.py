@@ -23,9 +23,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from gateway.config.yaml import load_text
 from gateway.policy import PolicyEngine, Subject, Target, compile_documents
 from gateway.policy.regex import compile_pattern
-from gateway.yaml_source import load_text
 
 SIZES = (10, 1_000, 10_000)
 ROUNDS = 15

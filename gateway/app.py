@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.config.settings import Settings, load_settings
 from gateway.credentials.authenticator import MachineAuthenticator
 from gateway.decision.endpoint import AuthzEndpoint
 from gateway.decision.request import BadRequest, ProxyTrust
@@ -30,7 +31,6 @@ from gateway.security.crypto import Keyring
 from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores import open_session_store
-from gateway.settings import Settings, load_settings
 from gateway.snapshot import Snapshots
 from gateway.storage import open_storage
 from gateway.validation import validate

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.settings import load_settings_with_warnings
+from gateway.config.settings import load_settings_with_warnings
+from gateway.config.yaml import ConfigError, Issue
 from gateway.validation import validate
-from gateway.yaml_source import ConfigError, Issue
 
 __all__ = ["add_arguments", "run"]
 

@@ -37,7 +37,7 @@ from uvicorn.server import ServerState
 from gateway.observability.throttle import log_throttled
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
 __all__ = [
     "ConnectionLimits",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gateway.config.settings import Settings
     from gateway.credentials.authenticator import MachineAuthenticator
     from gateway.identity.model import UserBackend
     from gateway.identity.second_factor import SecondFactor
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from gateway.security.crypto import Keyring
     from gateway.security.regulation import Regulator
     from gateway.session.manager import SessionManager
-    from gateway.settings import Settings
     from gateway.snapshot import Snapshots
     from gateway.storage.store import Storage
 

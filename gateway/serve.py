@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 
+from gateway.config.settings import load_settings_with_warnings
+from gateway.config.yaml import ConfigError, Issue
 from gateway.observability.logging import configure_logging, configured_secrets, register_secrets
-from gateway.settings import load_settings_with_warnings
 from gateway.validation import validate
-from gateway.yaml_source import ConfigError, Issue
 
 __all__ = ["add_arguments", "run"]
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.yaml_source import ConfigError, read_file
+from gateway.config.yaml import ConfigError, read_file
 
 __all__ = ["FileVersion", "Snapshot", "StableFiles", "signatures"]
 

@@ -6,6 +6,14 @@ policy, the users file or the LDAP settings, and the files the credentials point
 neither can know without the network (is Redis up? does the LDAP bind work?) is left to
 start-up.
 
+Loading the settings checked the shape and the values of ``gateway.yml``; the checks here
+need the features' own code, so each feature owns its part and they run in this order:
+
+1. the policy files (:class:`~gateway.policy.reload.PolicyWatcher`, loaded once and kept);
+2. :func:`gateway.identity.validation.validate_identity`: the users file, or LDAP;
+3. :func:`gateway.credentials.validation.validate_credentials`: CA bundle, key files,
+   certificate patterns, and the policy's declared API hosts and keys.
+
 Problems are collected from every part before anything is refused, each with the
 ``file:line:column`` to fix: a missing file points at the line of ``gateway.yml`` that names
 it.
@@ -14,11 +22,12 @@ it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from gateway.config.settings import Settings
+from gateway.config.yaml import ConfigError, Issue, read_file
+from gateway.credentials.validation import validate_credentials
+from gateway.identity.validation import validate_identity
 from gateway.policy.reload import PolicyWatcher
-from gateway.settings import Settings
-from gateway.yaml_source import ConfigError, Issue, YamlPath, read_file
 
 __all__ = ["Validated", "validate"]
 
@@ -33,28 +42,24 @@ class Validated:
     """Warnings of the policy files (the configuration's own come from the settings loader)."""
 
 
-def _input_files(settings: Settings) -> list[tuple[str, YamlPath, Path]]:
-    """(what, option, path) of every file start-up reads, as configured."""
-    files: list[tuple[str, YamlPath, Path]] = [
-        ("policy file", ("policy", "files", index), path)
-        for index, path in enumerate(settings.policy.files)
-    ]
-    authentication = settings.authentication
-    if authentication.backend == "file" and authentication.file is not None:
-        files.append(("users file", ("authentication", "file", "path"), authentication.file.path))
-    ldap = authentication.ldap if authentication.backend == "ldap" else None
-    if ldap is not None and ldap.ca_certificate is not None and not ldap.tls_skip_verify:
-        option: YamlPath = ("authentication", "ldap", "ca_certificate")
-        files.append(("LDAP CA certificate", option, ldap.ca_certificate))
-    credentials = settings.credentials
-    if credentials.client_certificates is not None:
-        option = ("credentials", "client_certificates", "ca_bundle")
-        files.append(("client CA bundle", option, credentials.client_certificates.ca_bundle))
-    for index, issuer in enumerate(credentials.issuers):
-        for key_index, path in enumerate(issuer.public_key_files):
-            option = ("credentials", "issuers", index, "public_key_files", key_index)
-            files.append((f"public key file of issuer {issuer.name}", option, path))
-    return files
+def _validate_policy(settings: Settings) -> tuple[PolicyWatcher | None, list[Issue]]:
+    """The loaded policy (None when it cannot load) and its problems."""
+    issues: list[Issue] = []
+    # Files first, so that a missing one is reported once, at the line that names it, and
+    # not again (without a line) by the loader that would have read it.
+    for index, path in enumerate(settings.policy.files):
+        option = ("policy", "files", index)
+        try:
+            read_file(path, referenced_at=settings.position(option), label=f"policy file {path}")
+        except ConfigError as error:
+            issues.extend(error.issues)
+    if issues:
+        return None, issues
+    try:
+        policy = PolicyWatcher(settings.policy.files, interval=settings.policy.reload_interval)
+    except ConfigError as error:
+        return None, error.issues
+    return policy, []
 
 
 def validate(settings: Settings) -> Validated:
@@ -63,66 +68,17 @@ def validate(settings: Settings) -> Validated:
 
     Blocking (reads files): run it in a worker thread from async code.
     """
-    issues: list[Issue] = []
-    warnings: list[Issue] = []
-    unreadable: set[YamlPath] = set()
-    # Files first, so that a missing one is reported once, at the line that names it, and
-    # not again (without a line) by the loader that would have read it.
-    for what, option, path in _input_files(settings):
-        try:
-            read_file(path, referenced_at=settings.position(option), label=f"{what} {path}")
-        except ConfigError as error:
-            issues.extend(error.issues)
-            unreadable.add(option[:2])
-
-    policy: PolicyWatcher | None = None
-    if ("policy", "files") not in unreadable:
-        try:
-            policy = PolicyWatcher(settings.policy.files, interval=settings.policy.reload_interval)
-        except ConfigError as error:
-            issues.extend(error.issues)
-        else:
-            warnings.extend(policy.current.warnings)
-
-    authentication = settings.authentication
-    if authentication.backend == "file" and authentication.file is not None:
-        if ("authentication", "file") not in unreadable:
-            from gateway.identity.users_file import load_users
-
-            try:
-                load_users(authentication.file.path)
-            except ConfigError as error:
-                issues.extend(error.issues)
-    elif authentication.ldap is not None:
-        from gateway.identity.ldap import LdapConfig, read_ca_certificate
-
-        try:
-            config = LdapConfig.from_settings(
-                authentication.ldap,
-                where=lambda option: settings.position(("authentication", "ldap", option)),
-            )
-            if ("authentication", "ldap") not in unreadable:
-                read_ca_certificate(
-                    config,
-                    referenced_at=settings.position(("authentication", "ldap", "ca_certificate")),
-                )
-        except ConfigError as error:
-            issues.extend(error.issues)
-
-    if not any(option[0] == "credentials" for option in unreadable):
-        from gateway.credentials.authenticator import CredentialsConfigError, MachineAuthenticator
-        from gateway.snapshot import Snapshots
-
-        try:
-            # No storage: reads the CA bundle and key files, compiles, connects to nothing.
-            machines = MachineAuthenticator.from_settings(settings)
-            if policy is not None:  # as start-up builds the first snapshot
-                Snapshots(policy, machines)
-        except CredentialsConfigError as error:
-            issues.append(Issue(settings.position(error.option), str(error)))
-        except ValueError as error:  # two policy files declare one key id
-            issues.append(Issue(None, str(error)))
-
+    policy, issues = _validate_policy(settings)
+    engine = policy.current if policy is not None else None
+    issues.extend(validate_identity(settings))
+    issues.extend(
+        validate_credentials(  # with the policy's API hosts and keys, as start-up installs them
+            settings,
+            api_hosts=engine.api_hosts if engine is not None else (),
+            static_api_keys=engine.static_api_keys if engine is not None else (),
+        )
+    )
+    warnings = list(engine.warnings) if engine is not None else []
     if issues or policy is None:
         raise ConfigError(issues, warnings=warnings)
     return Validated(policy=policy, warnings=warnings)

@@ -22,9 +22,9 @@ import pytest
 from gateway import check
 from gateway.app import build_runtime, close_runtime
 from gateway.cli import main
+from gateway.config.settings import load_settings
+from gateway.config.yaml import ConfigError
 from gateway.security.crypto import generate_key
-from gateway.settings import load_settings
-from gateway.yaml_source import ConfigError
 from tests.support.config import GatewayConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,7 +197,7 @@ def test_check_fails_exactly_when_start_up_fails(
 
 
 def test_settings_not_read_from_a_file_are_validated_too(tmp_path: Path) -> None:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
     from gateway.validation import validate
 
     configuration(tmp_path, users=None)

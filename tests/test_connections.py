@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.config.settings import load_settings
 from gateway.connections import ConnectionLimits, connection_budget
-from gateway.settings import load_settings
 from tests.decision.support import write_config
 from tests.services import LOOPBACK, free_port, port_is_open
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway import errors
+from gateway.config.yaml import ConfigError
 from gateway.credentials.api_keys import ApiKeyRejected, ApiKeyUnavailable, StaticKeyError
 from gateway.credentials.authenticator import CredentialsConfigError
 from gateway.credentials.client_cert import CertificateConfigError, CertificateRejected
@@ -28,7 +29,6 @@ from gateway.storage.errors import (
     StorageError,
     StorageUnavailable,
 )
-from gateway.yaml_source import ConfigError
 
 MEANINGS: list[tuple[type[Exception], type[Exception]]] = [
     (SessionStoreUnavailable, errors.Unavailable),

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.settings import load_settings, load_settings_with_warnings
+from gateway.config.values import parse_duration
+from gateway.config.yaml import ConfigError
 from gateway.security.crypto import generate_key
-from gateway.settings import load_settings, load_settings_with_warnings, parse_duration
-from gateway.yaml_source import ConfigError
 
 KEY = generate_key()
 HASH_KEY = "h" * 40

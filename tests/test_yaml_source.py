@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.config.settings import load_settings_with_warnings
+from gateway.config.yaml import MAX_ALIAS_VALUES, MAX_DEPTH, ConfigError, load_text
 from gateway.identity.users_file import parse_users
 from gateway.policy import compile_documents, load_policy
 from gateway.security.crypto import generate_key
-from gateway.settings import load_settings_with_warnings
 from gateway.validation import validate
-from gateway.yaml_source import MAX_ALIAS_VALUES, MAX_DEPTH, ConfigError, load_text
 
 KEY = generate_key()
 

@@ -9,8 +9,9 @@ stays cheap and free of import cycles.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gateway.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey, load_static_api_keys
@@ -30,18 +31,14 @@ __all__ = [
     "load_static_api_keys",
 ]
 
-_HOMES = {
-    "ApiKey": "gateway.credentials.api_keys",
-    "load_static_api_keys": "gateway.credentials.api_keys",
-    "MachineAuthenticator": "gateway.credentials.authenticator",
-    "MachineFailure": "gateway.credentials.authenticator",
-    "MachineIdentity": "gateway.credentials.authenticator",
-    "MachineResult": "gateway.credentials.authenticator",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'gateway.credentials' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ApiKey": "gateway.credentials.api_keys",
+        "load_static_api_keys": "gateway.credentials.api_keys",
+        "MachineAuthenticator": "gateway.credentials.authenticator",
+        "MachineFailure": "gateway.credentials.authenticator",
+        "MachineIdentity": "gateway.credentials.authenticator",
+        "MachineResult": "gateway.credentials.authenticator",
+    },
+)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import difflib
 import logging
 import re
 import secrets
@@ -30,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.config.suggest import did_you_mean
+from gateway.config.yaml import YamlPath
 from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import NetworkError, parse_networks
 from gateway.errors import ConfigError, Rejected, Unavailable
@@ -444,14 +445,19 @@ class ApiKeyVerifier:
 # GitOps: keys declared by hash
 # --------------------------------------------------------------------------------------------
 
-YamlPath = tuple[str | int, ...]
-
 
 class StaticKeyError(ConfigError, ValueError):
-    """Declared keys cannot be used; ``problems`` pairs each with its path in the document."""
+    """Declared keys cannot be used; ``problems`` pairs each with its path in the document.
 
-    def __init__(self, problems: Sequence[tuple[YamlPath, str]]) -> None:
+    ``unknown`` holds the paths of options that are not declaration fields: a loader shows
+    those at the key, like every other unknown option (see ``Document.issue``).
+    """
+
+    def __init__(
+        self, problems: Sequence[tuple[YamlPath, str]], *, unknown: Iterable[YamlPath] = ()
+    ) -> None:
         self.problems = list(problems)
+        self.unknown = frozenset(unknown)
         super().__init__(
             "\n".join(
                 f"{'.'.join(str(part) for part in path)}: {message}"
@@ -516,6 +522,7 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
     problem with its path (for ``file:line`` messages).
     """
     problems: list[tuple[YamlPath, str]] = []
+    unknown: list[YamlPath] = []
     keys: list[ApiKey] = []
     names: set[str] = set()
     ids: set[str] = set()
@@ -527,8 +534,8 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
             problems.append((here, "expected a mapping with name, id and hash"))
             continue
         for name in sorted(set(entry) - set(DECLARATION_FIELDS)):
-            close = difflib.get_close_matches(str(name), DECLARATION_FIELDS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(str(name), DECLARATION_FIELDS)
+            unknown.append((*here, name))
             problems.append(((*here, name), f"unknown option '{name}'{hint}"))
         before = len(problems)
         name = entry.get("name")
@@ -605,5 +612,5 @@ def load_static_api_keys(entries: Sequence[Any], *, path: YamlPath = ("api_keys"
         except ValueError as error:
             problems.append(((*here, "scopes"), str(error)))
     if problems:
-        raise StaticKeyError(problems)
+        raise StaticKeyError(problems, unknown=unknown)
     return keys

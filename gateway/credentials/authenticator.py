@@ -60,13 +60,9 @@ from gateway.net import AddressSet, IPAddress, address_or_none, normalize_host
 from gateway.security.regulation import ip_subject
 
 if TYPE_CHECKING:
-    from gateway.settings import (
-        ApiHostSettings,
-        CredentialsSettings,
-        RateSettings,
-        RedisSettings,
-        Settings,
-    )
+    from gateway.config.settings import Settings
+    from gateway.credentials.settings import ApiHostSettings, CredentialsSettings, RateSettings
+    from gateway.session.settings import RedisSettings
     from gateway.storage import Storage
 
 __all__ = [
@@ -335,7 +331,7 @@ class MachineAuthenticator:
         if rate_limiter is None and limits.store == "redis" and (self._per_key or self._per_ip):
             if redis_url is None and limits.redis_url is None:
                 raise ValueError("credentials.rate_limits.store 'redis' needs a redis_url")
-            from gateway.settings import RedisSettings  # the defaults, when none are given
+            from gateway.session.settings import RedisSettings  # the defaults, when none are given
 
             client = redis or RedisSettings()  # its timeout and pool size
             rate_limiter = RedisRateLimiter.from_url(

@@ -45,10 +45,11 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from gateway.config.values import normalize_fingerprint
 from gateway.errors import ConfigError, Rejected
 
 if TYPE_CHECKING:
-    from gateway.settings import ClientCertificateSettings
+    from gateway.credentials.settings import ClientCertificateSettings
 
 __all__ = [
     "CERT_HEADER",
@@ -72,7 +73,6 @@ EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 _MAX_HEADER_CHARS = 16 * 1024
 _NEGATIVE_TTL = 60.0
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _SUBJECT_ATTRIBUTES: dict[str, x509.ObjectIdentifier] = {
     "CN": NameOID.COMMON_NAME,
@@ -122,14 +122,6 @@ class CertificateIdentity:
 class _Rejection:
     reason: str
     until: float
-
-
-def normalize_fingerprint(value: str) -> str:
-    """``AB:CD:...`` or ``abcd...`` → 64 lowercase hex digits; raises ValueError otherwise."""
-    text = value.strip().lower().replace(":", "")
-    if not _HEX64.fullmatch(text):
-        raise ValueError(f"'{value}' is not a SHA-256 fingerprint (64 hex digits)")
-    return text
 
 
 def _absent(value: str | None) -> bool:

@@ -33,7 +33,7 @@ from gateway.credentials.networks import NetworkError, parse_networks
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
     from gateway.storage.records import ApiKeyRecord
 
 __all__ = ["add_arguments", "run"]
@@ -142,8 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one ``gateway keys`` action; 0 done, 1 failed, 2 bad configuration or usage."""
+    from gateway.config.yaml import ConfigError
     from gateway.storage.errors import StorageError
-    from gateway.yaml_source import ConfigError
 
     try:
         action: Callable[[argparse.Namespace], int] = args._action
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from gateway.settings import load_settings
+    from gateway.config.settings import load_settings
 
     if not args.config:
         raise CommandError(f"pass --config FILE or set {CONFIG_ENV}")
@@ -196,7 +196,7 @@ async def _audit(storage: Any, event: str, record: ApiKeyRecord) -> None:
 
 
 def _expiry(text: str | None, now: float) -> float | None:
-    from gateway.settings import parse_duration
+    from gateway.config.values import parse_duration
 
     if text is None:
         return None
@@ -396,7 +396,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from gateway.settings import parse_duration
+    from gateway.config.values import parse_duration
 
     try:
         grace = parse_duration(args.grace)

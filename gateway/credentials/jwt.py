@@ -1,8 +1,9 @@
 """Bearer JSON Web Tokens (RFC 7519) from configured issuers, verified with PyJWT.
 
 Per issuer: the exact ``iss``, accepted audiences, an allow-list of asymmetric algorithms
-(``none`` and HMAC are refused when the settings load, and a key's type must fit the token's
-algorithm, so an RSA public key can never serve as an HMAC secret), keys from a JWKS URL
+(:data:`gateway.config.keys.JWT_ALGORITHMS`: ``none`` and HMAC are refused when the settings
+load, and a key's type must fit the token's algorithm, so an RSA public key can never serve
+as an HMAC secret), keys from a JWKS URL
 (:mod:`gateway.credentials.jwks`) or static PEM public keys, ``exp`` / ``nbf`` / ``iat``
 with a small leeway, and required claims.
 
@@ -26,47 +27,31 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from gateway.config.keys import (
+    JWT_ALGORITHMS,
+    PublicKey,
+    check_key_fits,
+    parse_public_key,
+)
 from gateway.credentials.jwks import JwksClient
 from gateway.errors import Rejected
 from gateway.memo import BoundedMemo
 
 if TYPE_CHECKING:
-    from gateway.settings import JwtIssuerSettings
+    from gateway.credentials.settings import JwtIssuerSettings
 
 __all__ = [
-    "ASYMMETRIC_ALGORITHMS",
     "JwtIdentity",
     "JwtIssuer",
     "JwtVerifier",
     "PublicKey",
     "TokenRejected",
     "is_numeric_date",
-    "key_kind",
     "load_public_keys",
 ]
 
 log = logging.getLogger(__name__)
-
-PublicKey = (
-    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
-)
-
-ASYMMETRIC_ALGORITHMS: Mapping[str, tuple[type[Any], ...]] = {
-    "RS256": (rsa.RSAPublicKey,),
-    "RS384": (rsa.RSAPublicKey,),
-    "RS512": (rsa.RSAPublicKey,),
-    "PS256": (rsa.RSAPublicKey,),
-    "PS384": (rsa.RSAPublicKey,),
-    "PS512": (rsa.RSAPublicKey,),
-    "ES256": (ec.EllipticCurvePublicKey,),
-    "ES384": (ec.EllipticCurvePublicKey,),
-    "ES512": (ec.EllipticCurvePublicKey,),
-    "EdDSA": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
-}
-"""The algorithms an issuer may allow, and the key types each needs."""
 
 _MAX_TOKEN_CHARS = 16 * 1024
 # JWS compact serialization: three base64url parts (RFC 7515 section 7.1). Checked before any
@@ -110,36 +95,11 @@ def load_public_keys(pems: Iterable[str | bytes], *, source: str) -> list[Public
     """Parse PEM public keys; raises ValueError naming ``source`` and the index."""
     keys: list[PublicKey] = []
     for index, pem in enumerate(pems):
-        data = pem.encode() if isinstance(pem, str) else pem
-        try:
-            key = load_pem_public_key(data)
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"{source}[{index}] is not a PEM public key (-----BEGIN PUBLIC KEY-----)"
-            ) from None
-        if not isinstance(
-            key,
-            rsa.RSAPublicKey
-            | ec.EllipticCurvePublicKey
-            | ed25519.Ed25519PublicKey
-            | ed448.Ed448PublicKey,
-        ):
+        key = parse_public_key(pem, f"{source}[{index}]")
+        if not isinstance(key, PublicKey):
             raise ValueError(f"{source}[{index}]: unsupported key type {type(key).__name__}")
         keys.append(key)
     return keys
-
-
-def key_kind(key: object) -> str:
-    """``RSA``, ``EC``, ``Ed25519`` or ``Ed448``, for messages."""
-    for kind, label in (
-        (rsa.RSAPublicKey, "RSA"),
-        (ec.EllipticCurvePublicKey, "EC"),
-        (ed25519.Ed25519PublicKey, "Ed25519"),
-        (ed448.Ed448PublicKey, "Ed448"),
-    ):
-        if isinstance(key, kind):
-            return label
-    return type(key).__name__
 
 
 def is_numeric_date(value: object) -> TypeGuard[int | float]:
@@ -175,22 +135,18 @@ class JwtIssuer:
         leeway: float = 30.0,
         groups: Sequence[str] = (),
     ) -> None:
-        unknown = [alg for alg in algorithms if alg not in ASYMMETRIC_ALGORITHMS]
+        unknown = [alg for alg in algorithms if alg not in JWT_ALGORITHMS]
         if unknown or not algorithms:
             raise ValueError(
                 f"issuer {name}: algorithms must be chosen from "
-                f"{', '.join(ASYMMETRIC_ALGORITHMS)} (got {', '.join(algorithms) or 'none'})"
+                f"{', '.join(JWT_ALGORITHMS)} (got {', '.join(algorithms) or 'none'})"
             )
         if (jwks is None) == (not public_keys):
             raise ValueError(f"issuer {name}: needs either a JWKS URL or public keys")
         if not audiences:
             raise ValueError(f"issuer {name}: needs at least one audience")
         for index, key in enumerate(public_keys):
-            if not any(isinstance(key, ASYMMETRIC_ALGORITHMS[alg]) for alg in algorithms):
-                raise ValueError(
-                    f"public key {index} is an {key_kind(key)} key, which none of the "
-                    f"algorithms {', '.join(algorithms)} can use"
-                )
+            check_key_fits(key, algorithms, f"public key {index}")
         self.name = name
         self.issuer = issuer
         self.audiences = list(audiences)
@@ -250,7 +206,7 @@ class JwtIssuer:
 
     async def candidate_keys(self, kid: str | None, algorithm: str) -> list[Any]:
         """The keys that may have signed a token with this ``kid`` and ``alg``."""
-        key_types = ASYMMETRIC_ALGORITHMS[algorithm]
+        key_types = JWT_ALGORITHMS[algorithm]
         if self.jwks is not None:
             jwk = await self.jwks.key(kid)
             if jwk is None:

@@ -32,7 +32,7 @@ from gateway.policy import Subject
 from gateway.runtime import Runtime
 from gateway.security.crypto import keyed_hash
 from gateway.session.model import Session, SessionExpired
-from gateway.settings import CookieDomain
+from gateway.session.settings import CookieDomain
 
 __all__ = [
     "ANONYMOUS",

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.config.yaml import ConfigError
 from gateway.errors import GatewayError
 from gateway.identity.passwords import hash_password
 from gateway.identity.users_file import email_problem, group_problem, username_problem
 from gateway.identity.users_file_editor import UsersFileEditor
-from gateway.yaml_source import ConfigError
 
 __all__ = ["add_arguments", "run"]
 
@@ -214,7 +214,7 @@ def _users_file(args: argparse.Namespace) -> Path:
         return Path(args.file)
     if args.config is None:
         raise CommandError("name the users file with --file PATH or --config gateway.yml")
-    from gateway.settings import load_settings
+    from gateway.config.settings import load_settings
 
     settings = load_settings(args.config)
     if settings.authentication.file is None:

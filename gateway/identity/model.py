@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from gateway.errors import Unavailable
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
 __all__ = [
     "DirectoryUnavailable",
@@ -89,7 +89,7 @@ def create_user_backend(settings: Settings) -> UserBackend:
     authentication = settings.authentication
     if authentication.backend == "ldap":
         assert authentication.ldap is not None  # guaranteed by AuthenticationSettings
-        from gateway.identity.ldap import LdapBackend
+        from gateway.identity.ldap.backend import LdapBackend
 
         return LdapBackend(authentication.ldap)
     assert authentication.file is not None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from gateway.identity.model import DirectoryUnavailable, User, UserBackend
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
 __all__ = ["Refreshed", "UserRefresher", "refresh_interval"]
 

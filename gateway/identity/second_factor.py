@@ -21,7 +21,7 @@ from gateway.identity import totp
 from gateway.security.crypto import DecryptionError, Keyring
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
 __all__ = [
     "Enrollment",

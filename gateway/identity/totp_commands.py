@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway.yaml_source import ConfigError
+from gateway.config.yaml import ConfigError
 
 __all__ = ["add_arguments", "run"]
 
@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from gateway.config.settings import load_settings
     from gateway.identity.second_factor import SecondFactor
     from gateway.security.crypto import DecryptionError
-    from gateway.settings import load_settings
     from gateway.storage import StorageError, open_storage
 
     settings = load_settings(args.config)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import logging
 import unicodedata
 from collections.abc import Mapping
@@ -26,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.config.suggest import did_you_mean
+from gateway.config.yaml import ConfigError, Document, Issue, load_bytes, load_file
 from gateway.identity.model import User
 from gateway.identity.passwords import PasswordVerifier, hash_problem
 from gateway.stable_files import Snapshot, StableFiles
-from gateway.yaml_source import ConfigError, Document, Issue, load_bytes, load_file
 
 __all__ = [
     "UserRecord",
@@ -124,8 +124,7 @@ def _parse_user(
     before = len(issues)
     for key in entry:
         if key not in USER_KEYS and key not in AUTHELIA_PROFILE_KEYS:
-            close = difflib.get_close_matches(key, USER_KEYS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(key, USER_KEYS)
             expected = ", ".join(USER_KEYS)
             issues.append(
                 document.issue(

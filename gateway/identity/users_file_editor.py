@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from gateway.config.yaml import ConfigError, decode, load_text
 from gateway.identity.users_file import UserRecord, parse_users
-from gateway.yaml_source import ConfigError, decode, load_text
 
 __all__ = ["UsersFileEditor", "write_atomically"]
 

@@ -18,7 +18,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 from gateway.observability.throttle import ThrottlingFilter
 
 if TYPE_CHECKING:
-    from gateway.settings import Settings
+    from gateway.config.settings import Settings
 
 __all__ = [
     "RedactingFilter",

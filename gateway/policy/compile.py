@@ -6,11 +6,12 @@ in every file is collected with its ``file:line:column`` before anything is refu
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Any
 
+from gateway.config.suggest import closest, did_you_mean, suggestion
+from gateway.config.yaml import Document, Issue, Position, YamlPath
 from gateway.net import IPNetwork, NetworkSet, parse_network
 from gateway.policy.declarations import ApiDeclarations
 from gateway.policy.matchers import (
@@ -24,11 +25,10 @@ from gateway.policy.matchers import (
 from gateway.policy.model import POLICY_NAMES, Level
 from gateway.policy.regex import compile_pattern
 from gateway.policy.rule import Rule
-from gateway.yaml_source import Document, Issue, Position, YamlPath
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey
-    from gateway.settings import ApiHostSettings
+    from gateway.credentials.settings import ApiHostSettings
 
 __all__ = [
     "METHODS",
@@ -106,11 +106,6 @@ _VALUELESS = (QueryOperator.PRESENT, QueryOperator.ABSENT)
 _DOMAIN_FORBIDDEN = frozenset(" \t/\\:?#@")
 
 
-def _hint(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _join_or(words: Sequence[str]) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else "".join(words)
 
@@ -162,7 +157,7 @@ class PolicyCompiler:
         for key in data:
             if key in TOP_LEVEL_KEYS:
                 continue
-            hint = _hint(key, TOP_LEVEL_KEYS)
+            hint = did_you_mean(key, TOP_LEVEL_KEYS)
             if hint:
                 self._error(document, (key,), f"unknown top-level key '{key}'{hint}", at_key=True)
             else:
@@ -198,7 +193,7 @@ class PolicyCompiler:
                 self.warnings.append(
                     document.issue(
                         (*path, key),
-                        f"ignoring 'definitions.{key}'{_hint(key, ['network'])}",
+                        f"ignoring 'definitions.{key}'{did_you_mean(key, ['network'])}",
                         at_key=True,
                     )
                 )
@@ -224,14 +219,7 @@ class PolicyCompiler:
         if not isinstance(section, dict):
             self._error(document, path, "'access_control' must be a mapping")
             return
-        for key in section:
-            if key not in ACCESS_CONTROL_KEYS:
-                self._error(
-                    document,
-                    (*path, key),
-                    f"unknown key '{key}' in access_control{_hint(key, ACCESS_CONTROL_KEYS)}",
-                    at_key=True,
-                )
+        self._unknown_keys(document, path, section, ACCESS_CONTROL_KEYS, "access_control")
         if section.get("default_policy") is not None:  # empty means "not set", as in Authelia
             self._read_default_policy(
                 document, (*path, "default_policy"), section["default_policy"]
@@ -266,14 +254,7 @@ class PolicyCompiler:
             if not isinstance(group, dict):
                 self._error(document, where, "a network group must be a mapping {name, networks}")
                 continue
-            for key in group:
-                if key not in NETWORK_GROUP_KEYS:
-                    self._error(
-                        document,
-                        (*where, key),
-                        f"unknown key '{key}' in network group{_hint(key, NETWORK_GROUP_KEYS)}",
-                        at_key=True,
-                    )
+            self._unknown_keys(document, where, group, NETWORK_GROUP_KEYS, "network group")
             name = group.get("name")
             if not isinstance(name, str) or not name:
                 self._error(document, where, "a network group needs a 'name'")
@@ -352,14 +333,7 @@ class PolicyCompiler:
             )
             return None
         before = len(self.issues)
-        for key in data:
-            if key not in RULE_KEYS:
-                self._error(
-                    document,
-                    (*path, key),
-                    f"unknown key '{key}' in rule{_hint(key, RULE_KEYS)}",
-                    at_key=True,
-                )
+        self._unknown_keys(document, path, data, RULE_KEYS, "rule")
         domains = self._domains(document, path, data)
         domain_regexes = self._regexes(document, path, data, "domain_regex", ignore_case=True)
         if "domain" not in data and "domain_regex" not in data:
@@ -441,16 +415,13 @@ class PolicyCompiler:
             domain = DomainPattern.parse(str(IPv6Address(text)) if _is_ipv6(text) else text)
             stars = domain.text.count("*")
             if stars and not (domain.kind is DomainKind.WILDCARD and stars == 1):
-                suggestion = ""
+                hint = ""
                 if domain.text.startswith("*") and not domain.text.startswith("*."):
-                    suggestion = (
-                        f" (did you mean '*.{domain.text[1:]}'?)" if len(domain.text) > 1 else ""
-                    )
+                    hint = suggestion(f"*.{domain.text[1:]}") if len(domain.text) > 1 else ""
                 self.warnings.append(
                     document.issue(
                         entry_path,
-                        f"domain '{text}' matches no host: only a leading '*.' is a wildcard"
-                        f"{suggestion}",
+                        f"domain '{text}' matches no host: only a leading '*.' is a wildcard{hint}",
                     )
                 )
             elif domain.kind is DomainKind.WILDCARD and domain.name == ".":
@@ -554,10 +525,8 @@ class PolicyCompiler:
                 return prefix, name
         word, colon, rest = item.partition(":")
         hint = ""
-        if colon:
-            close = difflib.get_close_matches(word, _SUBJECT_WORDS, n=1, cutoff=0.6)
-            if close:
-                hint = f" (did you mean '{close[0]}:{rest}'?)"
+        if colon and (close := closest(word, _SUBJECT_WORDS)) is not None:
+            hint = suggestion(f"{close}:{rest}")
         self._error(
             document,
             path,
@@ -590,7 +559,7 @@ class PolicyCompiler:
         if named is not None:
             return named[0]
         known = sorted(self._networks)
-        hint = _hint(text, known) or (
+        hint = did_you_mean(text, known) or (
             f" (defined: {', '.join(known)})" if known else " (no networks are defined)"
         )
         raise ValueError(
@@ -660,16 +629,7 @@ class PolicyCompiler:
                 document, path, "a query condition must be a mapping {key, value, operator}"
             )
             return None
-        bad = False
-        for key in item:
-            if key not in QUERY_KEYS:
-                self._error(
-                    document,
-                    (*path, key),
-                    f"unknown key '{key}' in query condition{_hint(key, QUERY_KEYS)}",
-                    at_key=True,
-                )
-                bad = True
+        bad = self._unknown_keys(document, path, item, QUERY_KEYS, "query condition")
         key = item.get("key")
         if not isinstance(key, str) or not key:
             self._error(document, path, "a query condition needs a 'key' (text)")
@@ -746,6 +706,22 @@ class PolicyCompiler:
         self, document: Document, path: YamlPath, message: str, *, at_key: bool = False
     ) -> None:
         self.issues.append(document.issue(path, message, at_key=at_key))
+
+    def _unknown_keys(
+        self,
+        document: Document,
+        path: YamlPath,
+        mapping: Mapping[str, Any],
+        known: Sequence[str],
+        what: str,
+    ) -> bool:
+        """An error at every key of ``mapping`` (at ``path``) that is not ``known``; whether
+        there was one."""
+        unknown = [key for key in mapping if key not in known]
+        for key in unknown:
+            message = f"unknown key '{key}' in {what}{did_you_mean(key, known)}"
+            self._error(document, (*path, key), message, at_key=True)
+        return bool(unknown)
 
 
 def _is_ipv6(text: str) -> bool:

@@ -1,7 +1,7 @@
 """``api_hosts:`` and ``api_keys:`` in policy files: machine access declared in Git.
 
 An entry is validated by the code that validates the same thing elsewhere, so the two cannot
-drift apart: an API host by :class:`~gateway.settings.ApiHostSettings` (as under
+drift apart: an API host by :class:`~gateway.credentials.settings.ApiHostSettings` (as under
 ``credentials.api_hosts`` in ``gateway.yml``), a key by
 :func:`~gateway.credentials.api_keys.load_static_api_keys` (the declaration ``gateway keys
 create --static`` prints). On top, ``networks`` may name networks defined in any policy file
@@ -14,16 +14,15 @@ declarations does not pull in pydantic and the storage layer.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway.config.yaml import Document, Issue, Position, YamlPath, in_file_order
 from gateway.net import IPNetwork
-from gateway.yaml_source import Document, Issue, Position, YamlPath
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey
-    from gateway.settings import ApiHostSettings
+    from gateway.credentials.settings import ApiHostSettings
 
 __all__ = ["ApiDeclarations", "NetworkResolver"]
 
@@ -63,7 +62,8 @@ class ApiDeclarations:
             return ()
         from pydantic import ValidationError
 
-        from gateway.settings import ApiHostSettings, validation_issues
+        from gateway.config.schema import validation_issues
+        from gateway.credentials.settings import ApiHostSettings
 
         start = len(self.issues)
         hosts: list[ApiHostSettings] = []
@@ -111,11 +111,7 @@ class ApiDeclarations:
         """Every declared key, in file order; names and ids are unique across files."""
         if not self._keys:
             return ()
-        from gateway.credentials.api_keys import (
-            DECLARATION_FIELDS,
-            StaticKeyError,
-            load_static_api_keys,
-        )
+        from gateway.credentials.api_keys import StaticKeyError, load_static_api_keys
 
         start = len(self.issues)
         keys: list[ApiKey] = []
@@ -137,11 +133,10 @@ class ApiDeclarations:
             try:
                 declared = load_static_api_keys(entries, path=path)
             except StaticKeyError as error:
-                for problem_path, message in error.problems:
-                    # An unknown option is shown at its key; anything else at its value.
-                    option = problem_path[-1]
-                    unknown = isinstance(option, str) and option not in DECLARATION_FIELDS
-                    self.issues.append(document.issue(problem_path, message, at_key=unknown))
+                self.issues.extend(
+                    document.issue(where, message, at_key=where in error.unknown)
+                    for where, message in error.problems
+                )
                 continue
             if len(self.issues) > before:
                 continue
@@ -194,19 +189,8 @@ class ApiDeclarations:
         return found
 
     def _in_file_order(self, start: int) -> None:
-        """Sort the issues found since ``start`` by line and column within each file."""
-        found: list[Issue] = []
-        for _, run in itertools.groupby(self.issues[start:], key=_file_of):
-            found.extend(sorted(run, key=_line_column))
-        self.issues[start:] = found
+        """Sort the issues found since ``start`` by file, line and column."""
+        self.issues[start:] = in_file_order(self.issues[start:])
 
     def _error(self, document: Document, path: YamlPath, message: str) -> None:
         self.issues.append(document.issue(path, message))
-
-
-def _file_of(issue: Issue) -> str | None:
-    return issue.position.file if issue.position else None
-
-
-def _line_column(issue: Issue) -> tuple[int, int]:
-    return (issue.position.line, issue.position.column) if issue.position else (0, 0)

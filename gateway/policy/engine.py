@@ -18,15 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from gateway.config.yaml import Issue
 from gateway.memo import BoundedMemo
 from gateway.policy.matchers import DomainKind
 from gateway.policy.model import Decision, Level, RuleRef, Subject, Target
 from gateway.policy.rule import Rule
-from gateway.yaml_source import Issue
 
 if TYPE_CHECKING:
     from gateway.credentials.api_keys import ApiKey
-    from gateway.settings import ApiHostSettings
+    from gateway.credentials.settings import ApiHostSettings
 
 __all__ = ["PolicyEngine"]
 

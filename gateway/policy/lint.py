@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.config.yaml import Issue
 from gateway.policy.matchers import DomainKind, DomainPattern
 from gateway.policy.model import Level
 from gateway.policy.rule import Rule
-from gateway.yaml_source import Issue
 
 __all__ = ["lint_rules"]
 

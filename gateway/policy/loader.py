@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gateway.config.yaml import (
+    ConfigError,
+    Document,
+    Issue,
+    default_environ,
+    in_file_order,
+    load_file,
+)
 from gateway.policy.compile import PolicyCompiler
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.lint import lint_rules
-from gateway.yaml_source import ConfigError, Document, Issue, default_environ, load_file
 
 __all__ = ["compile_documents", "load_policy"]
 
@@ -43,7 +50,7 @@ def load_policy(
 def compile_documents(
     documents: Sequence[Document], *, environ: Mapping[str, str] | None = None
 ) -> PolicyEngine:
-    """Compile already parsed policy documents (see :func:`gateway.yaml_source.load_text`)."""
+    """Compile already parsed policy documents (see :func:`gateway.config.yaml.load_text`)."""
     compiler = PolicyCompiler(environ=environ)
     for document in documents:
         compiler.add(document)
@@ -51,15 +58,7 @@ def compile_documents(
     if compiler.issues:
         raise ConfigError(compiler.issues)
     sources = [document.file for document in documents]
-    order = {file: index for index, file in enumerate(sources)}
-
-    def file_order(issue: Issue) -> tuple[int, int, int]:
-        where = issue.position
-        if where is None:
-            return (-1, 0, 0)
-        return (order.get(where.file, len(order)), where.line, where.column)
-
-    warnings = sorted([*compiler.warnings, *lint_rules(rules)], key=file_order)
+    warnings = in_file_order([*compiler.warnings, *lint_rules(rules)], sources)
     return PolicyEngine(
         rules,
         compiler.default_level,

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import net
+from gateway.config.yaml import Position
 from gateway.errors import Rejected
 from gateway.levels import POLICY_NAMES, Level
 from gateway.net import IPAddress
 from gateway.policy import normalize
-from gateway.yaml_source import Position
 
 __all__ = [
     "ANONYMOUS",

@@ -26,10 +26,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.config.yaml import ConfigError, Document, Issue, default_environ, load_bytes
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.loader import compile_documents
 from gateway.stable_files import Snapshot, StableFiles
-from gateway.yaml_source import ConfigError, Document, Issue, default_environ, load_bytes
 
 __all__ = ["PolicyWatcher", "ReloadCallback"]
 

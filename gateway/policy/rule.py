@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.config.yaml import Position
 from gateway.net import NetworkSet
 from gateway.policy.matchers import DomainPattern, QueryCondition, RegexMatcher, SubjectAlternative
 from gateway.policy.model import Decision, Level, RuleRef, Subject, Target
-from gateway.yaml_source import Position
 
 __all__ = ["Rule"]
 

@@ -12,18 +12,18 @@ expectation), 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.config.suggest import did_you_mean
+from gateway.config.yaml import ConfigError
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.loader import load_policy
 from gateway.policy.model import POLICY_NAMES, BadTarget, Decision, Level, Subject, Target
 from gateway.policy.normalize import PATH_MODES, PathMode
-from gateway.yaml_source import ConfigError
 
 __all__ = ["add_arguments", "run"]
 
@@ -131,7 +131,7 @@ def _load(args: argparse.Namespace) -> PolicyEngine | None:
             print("error: give --config or --policy, not both", file=sys.stderr)
             return None
         try:
-            from gateway.settings import load_settings
+            from gateway.config.settings import load_settings
         except ImportError as error:  # pragma: no cover - settings ships with the gateway
             print(f"error: cannot read --config: {error}", file=sys.stderr)
             return None
@@ -204,9 +204,7 @@ def _decide_line(engine: PolicyEngine, line: str, mode: PathMode = "reject") -> 
         raise _BadLine('a request must be a JSON object such as {"url": "https://..."}')
     for key in request:
         if key not in _LINE_FIELDS:
-            close = difflib.get_close_matches(key, _LINE_FIELDS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise _BadLine(f"unknown field '{key}'{hint}")
+            raise _BadLine(f"unknown field '{key}'{did_you_mean(key, _LINE_FIELDS)}")
     url = _text(request, "url", required=True)
     method = _text(request, "method") or "GET"
     user = _text(request, "user")

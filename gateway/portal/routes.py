@@ -54,7 +54,7 @@ from gateway.runtime import Runtime
 from gateway.security.crypto import DecryptionError
 from gateway.security.redirects import safe_redirect
 from gateway.session.model import Session, SessionExpired
-from gateway.settings import CookieDomain
+from gateway.session.settings import CookieDomain
 
 __all__ = ["Portal", "portal_routes"]
 

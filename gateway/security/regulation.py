@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from gateway.config.settings import Settings
 from gateway.net import address_or_none, parse_network
-from gateway.settings import RegulationSettings, Settings
+from gateway.security.settings import RegulationSettings
 
 __all__ = ["Ban", "RegulationBackend", "Regulator", "ip_subject", "user_subject"]
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 import time
 
+from gateway.config.settings import Settings
 from gateway.security.regulation import Regulator
 from gateway.session.commands import config_argument, format_time, with_store
 from gateway.session.stores import SessionStore
-from gateway.settings import Settings
 
 __all__ = ["add_arguments", "run"]
 

@@ -10,12 +10,12 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.config.settings import Settings, load_settings
+from gateway.config.yaml import ConfigError
 from gateway.security.crypto import Keyring
 from gateway.session.manager import SessionManager
 from gateway.session.model import Session, SessionStoreUnavailable
 from gateway.session.stores import SessionStore, open_session_store
-from gateway.settings import Settings, load_settings
-from gateway.yaml_source import ConfigError
 
 __all__ = ["add_arguments", "config_argument", "format_time", "run", "with_store"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gateway.memo import BoundedMemo
-from gateway.settings import CookieDomain
+from gateway.session.settings import CookieDomain
 
 __all__ = ["CookieDomainIndex", "SessionCookie"]
 

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from gateway.config.settings import Settings
 from gateway.security.crypto import keyed_hash, random_token
 from gateway.session.cookies import CookieDomainIndex, SessionCookie
 from gateway.session.model import AuthLevel, Session, SessionExpired
+from gateway.session.settings import CookieDomain, SessionSettings
 from gateway.session.stores import SessionStore
-from gateway.settings import CookieDomain, SessionSettings, Settings
 
 __all__ = ["SessionManager"]
 

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from gateway.settings import Settings
+from gateway.config.settings import Settings
 from gateway.storage.commands import load_config
 from gateway.storage.errors import StorageError
 from gateway.storage.records import AuditEntry, AuditVerification

@@ -7,11 +7,11 @@ import asyncio
 import getpass
 import sys
 
+from gateway.config.settings import Settings, load_settings_with_warnings
+from gateway.config.yaml import ConfigError
 from gateway.security.crypto import DecryptionError, Keyring, generate_key
-from gateway.settings import Settings, load_settings_with_warnings
 from gateway.storage.errors import RotationIncomplete, StorageError
 from gateway.storage.store import Storage, open_storage
-from gateway.yaml_source import ConfigError
 
 __all__ = ["add_arguments", "load_config", "run"]
 

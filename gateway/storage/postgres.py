@@ -23,9 +23,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from gateway.settings import PostgresSettings
 from gateway.storage.database import Param, Row
 from gateway.storage.errors import RecordExists, StorageError, StorageUnavailable
+from gateway.storage.settings import PostgresSettings
 
 __all__ = ["PostgresDatabase"]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from gateway.config.settings import Settings
 from gateway.security.crypto import DecryptionError, Keyring
-from gateway.settings import Settings
 from gateway.storage import audit
 from gateway.storage.database import Database, Dialect, Param, Row, Transaction
 from gateway.storage.errors import RecordExists, RotationIncomplete

@@ -20,8 +20,8 @@ from gateway.credentials.authenticator import (
     MachineFailure,
     MachineIdentity,
 )
+from gateway.credentials.settings import CredentialsSettings
 from gateway.net import normalize_host
-from gateway.settings import CredentialsSettings
 from gateway.storage.records import ApiKeyRecord
 from tests.credentials.certs import headers_for, issue, make_ca, write_bundle
 from tests.credentials.conftest import JwksServer

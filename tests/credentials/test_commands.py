@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.config.settings import Settings, load_settings
 from gateway.credentials.api_keys import (
     ApiKeyRejected,
     ApiKeyVerifier,
@@ -17,7 +18,6 @@ from gateway.credentials.api_keys import (
     load_static_api_keys,
     parse_api_key,
 )
-from gateway.settings import Settings, load_settings
 from gateway.storage import open_storage
 from gateway.storage.records import ApiKeyRecord
 from tests.support.config import Cookie, GatewayConfig

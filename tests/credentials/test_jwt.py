@@ -582,9 +582,9 @@ async def test_non_string_issuer_is_rejected(jwks: JwksClient, rsa_key: rsa.RSAP
 def test_same_subject_from_another_issuer_does_not_match_the_rule() -> None:
     # Two configured issuers can both mint sub=reporting; a rule for one's client must not
     # be satisfied by the other's token.
+    from gateway.config.yaml import load_text
     from gateway.policy import Level, Subject, Target
     from gateway.policy.loader import compile_documents
-    from gateway.yaml_source import load_text
 
     engine = compile_documents(
         [

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.config.yaml import load_text
 from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.credentials.authenticator import (
     MachineAuthenticator,
@@ -14,10 +15,9 @@ from gateway.credentials.authenticator import (
     MachineFailure,
     MachineIdentity,
 )
+from gateway.credentials.settings import CredentialsSettings
 from gateway.net import normalize_host
 from gateway.policy import PolicyEngine, compile_documents
-from gateway.settings import CredentialsSettings
-from gateway.yaml_source import load_text
 from tests.credentials.memory_repository import MemoryRepository
 
 pytestmark = pytest.mark.anyio

@@ -11,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.settings import CredentialsSettings, Settings, load_settings
-from gateway.yaml_source import ConfigError
+from gateway.config.settings import Settings, load_settings
+from gateway.config.yaml import ConfigError
+from gateway.credentials.settings import CredentialsSettings
 from tests.credentials.certs import make_ca, write_bundle
 from tests.support.config import Cookie, GatewayConfig
 

@@ -11,11 +11,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.config.settings import load_settings
 from gateway.identity.model import User
 from gateway.identity.passwords import hash_password
 from gateway.identity.users_file import UsersFileBackend
 from gateway.session.model import AuthLevel
-from gateway.settings import load_settings
 from tests.decision.support import (
     BROWSER,
     FORWARD,

@@ -13,10 +13,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.config.settings import Settings, load_settings
 from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.observability.throttle import DEFAULT_INTERVAL
 from gateway.policy import Level
-from gateway.settings import Settings, load_settings
 from gateway.storage import ApiKeyRecord, open_storage
 from tests.decision.support import Gateway, ask, write_config
 from tests.services import LdapServer, PostgresServer, RedisServer

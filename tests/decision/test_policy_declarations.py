@@ -12,9 +12,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import GatewayApp, create_app
+from gateway.config.settings import load_settings
 from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.runtime import Runtime
-from gateway.settings import load_settings
 from tests.decision.support import write_config
 
 HASH_KEY = b"k" * 40  # secrets.hash_key of write_config

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.config.settings import load_settings
 from gateway.policy import BadTarget, Level, Subject, Target
 from gateway.session.model import AuthLevel
-from gateway.settings import load_settings
 from tests.decision.support import Gateway, write_config
 
 FORWARD = "/api/authz/forward-auth"

@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.config.settings import load_settings
 from gateway.credentials.api_keys import generate_api_key, hash_secret
-from gateway.settings import load_settings
 from gateway.storage import ApiKeyRecord, open_storage
 from tests.e2e.stack import (
     ROOT,

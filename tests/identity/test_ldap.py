@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from gateway.config.yaml import ConfigError
 from gateway.identity.circuit import CircuitState
 from gateway.identity.ldap import LdapBackend, LdapConfig
+from gateway.identity.ldap.settings import LdapSettings
 from gateway.identity.model import DirectoryUnavailable, User
-from gateway.settings import LdapSettings
-from gateway.yaml_source import ConfigError
 from tests.services import LdapServer, free_port
 
 pytestmark = pytest.mark.services

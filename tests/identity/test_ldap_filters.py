@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.identity.ldap_filters import escape_filter_value, filter_problem, first_rdn, render
+from gateway.identity.ldap.filters import escape_filter_value, filter_problem, first_rdn, render
 
 
 @pytest.mark.parametrize(

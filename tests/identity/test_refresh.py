@@ -53,8 +53,8 @@ def test_refresh_only_when_due_and_keep_the_user_during_an_outage() -> None:
 
 
 def test_users_file_refreshes_on_every_request(tmp_path: Path) -> None:
+    from gateway.config.settings import Settings
     from gateway.identity.refresh import refresh_interval
-    from gateway.settings import Settings
 
     settings = Settings.model_validate(
         {

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.settings import load_settings
 from gateway.identity import totp_commands
 from gateway.identity.second_factor import EnrollmentExpired, SecondFactor, SecondFactorStore
 from gateway.identity.totp import code_at
 from gateway.security.crypto import Keyring, generate_key
-from gateway.settings import load_settings
 from gateway.storage import open_storage
 from tests.support.clock import FakeClock
 from tests.support.config import GatewayConfig

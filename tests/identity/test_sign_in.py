@@ -11,8 +11,8 @@ import pytest
 from gateway.identity.model import DirectoryUnavailable, User
 from gateway.identity.sign_in import BANNED, WRONG_PASSWORD, PasswordCheck
 from gateway.security.regulation import Regulator
+from gateway.security.settings import RegulationSettings
 from gateway.session.stores.memory import MemoryRegulationBackend
-from gateway.settings import RegulationSettings
 
 ALICE = User("alice", "Alice", "alice@example.com", ("dev",))
 IP = "192.0.2.7"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.yaml import ConfigError
 from gateway.identity.model import Generational, User
 from gateway.identity.users_file import UsersFileBackend, load_users
 from gateway.identity.users_file_editor import write_atomically
-from gateway.yaml_source import ConfigError
 
 Hash = Callable[[str], str]
 

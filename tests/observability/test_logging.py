@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.settings import load_settings
 from gateway.observability.logging import (
     RedactingFilter,
     _JsonFormatter,
@@ -19,7 +20,6 @@ from gateway.observability.logging import (
     register_secrets,
 )
 from gateway.security.crypto import generate_key
-from gateway.settings import load_settings
 from tests.support.config import GatewayConfig
 
 

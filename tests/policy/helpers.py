@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.yaml import ConfigError, load_text
 from gateway.policy import Decision, PolicyEngine, Subject, Target, compile_documents, load_policy
 from gateway.policy.normalize import PathMode
-from gateway.yaml_source import ConfigError, load_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

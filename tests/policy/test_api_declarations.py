@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.yaml import ConfigError, load_text
 from gateway.credentials.api_keys import hash_secret
 from gateway.policy import PolicyEngine, PolicyWatcher, compile_documents, load_policy
 from gateway.policy.testing import add_arguments, run
-from gateway.yaml_source import ConfigError, load_text
 
 from .helpers import issues_of, policy_from_text, warnings_of
 

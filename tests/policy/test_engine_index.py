@@ -131,9 +131,9 @@ def test_cache_is_bounded() -> None:
 
 
 def test_empty_condition_sets_match_nothing_rather_than_everything() -> None:
+    from gateway.config.yaml import Position
     from gateway.net import NetworkSet
     from gateway.policy.matchers import DomainPattern
-    from gateway.yaml_source import Position
 
     where = Position("memory", 1, 1)
     domain = DomainPattern.parse("app.example.com")

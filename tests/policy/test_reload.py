@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.yaml import ConfigError
 from gateway.policy import PolicyEngine, PolicyWatcher, Subject, Target
-from gateway.yaml_source import ConfigError
 
 from .helpers import policy_from_text
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.config.yaml import ConfigError, load_text
 from gateway.policy import compile_documents, load_policy
-from gateway.yaml_source import ConfigError, load_text
 
 from .helpers import issues_of
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from starlette.testclient import TestClient
 
+from gateway.config.settings import Settings
 from gateway.identity.second_factor import SecondFactor
 from gateway.identity.users_file import UsersFileBackend
 from gateway.observability.metrics import Metrics
@@ -22,7 +23,6 @@ from gateway.security.crypto import Keyring
 from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores.memory import MemorySessionStore
-from gateway.settings import Settings
 from gateway.snapshot import Snapshots
 from gateway.storage import open_storage
 from tests.support.config import Cookie, GatewayConfig, User, users_yml

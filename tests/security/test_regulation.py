@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from gateway.security.regulation import Ban, Regulator, ip_subject, user_subject
+from gateway.security.settings import RegulationSettings
 from gateway.session.model import SessionStoreUnavailable
-from gateway.settings import RegulationSettings
 from tests.services import RedisServer
 from tests.session.backends import Backend, anyio_backend, backend, clock, keyring
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from gateway.security.crypto import Keyring, generate_key
+from gateway.session.settings import CookieDomain, RedisSettings, SessionSettings
 from gateway.session.stores.base import SessionStore
 from gateway.session.stores.memory import MemorySessionStore
 from gateway.session.stores.redis import RedisSessionStore
 from gateway.session.stores.sqlite import SqliteSessionStore
-from gateway.settings import CookieDomain, RedisSettings, SessionSettings
 from tests.support.clock import FakeClock
 
 HASH_KEY = b"k" * 40

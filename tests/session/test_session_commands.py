@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from gateway.config.settings import load_settings
 from gateway.security.crypto import Keyring, generate_key
 from gateway.security.regulation import Regulator
 from gateway.session.manager import SessionManager
 from gateway.session.stores import open_session_store
-from gateway.settings import load_settings
 from tests.support.config import Cookie, GatewayConfig
 
 KEY = generate_key()

@@ -8,8 +8,8 @@ import pytest
 
 from gateway.net import normalize_host
 from gateway.session.manager import SessionManager
+from gateway.session.settings import CookieDomain
 from gateway.session.stores.memory import MemorySessionStore
-from gateway.settings import CookieDomain
 from tests.session.backends import HASH_KEY, session_settings
 from tests.support.clock import FakeClock
 

@@ -9,8 +9,8 @@ import pytest
 
 from gateway.session.manager import SessionManager
 from gateway.session.model import AuthLevel, Session, SessionExpired
+from gateway.session.settings import CookieDomain
 from gateway.session.stores.base import SessionStore
-from gateway.settings import CookieDomain
 from tests.session.backends import HASH_KEY, Backend, session_settings
 from tests.support.clock import FakeClock
 

@@ -11,15 +11,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from gateway.config.settings import Settings
 from gateway.credentials.rate_limit import Limit, RedisRateLimiter
 from gateway.security.crypto import Keyring, generate_key
 from gateway.security.regulation import Regulator
+from gateway.security.settings import RegulationSettings
 from gateway.session.manager import SessionManager
 from gateway.session.model import SessionStoreUnavailable
+from gateway.session.settings import RedisSettings
 from gateway.session.stores import open_session_store
 from gateway.session.stores.redis import RedisSessionStore
 from gateway.session.stores.sqlite import SqliteSessionStore
-from gateway.settings import RedisSettings, RegulationSettings, Settings
 from tests.services import RedisServer
 from tests.session.backends import HASH_KEY, Backend, redis_store, session_settings
 from tests.support.clock import FakeClock

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import yaml
 
+from gateway.config.settings import Settings
 from gateway.security.crypto import generate_key
-from gateway.settings import Settings
 
 OLD_KEY = generate_key()
 NEW_KEY = generate_key()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from gateway.config.settings import Settings
 from gateway.security.crypto import Keyring
 from gateway.session.stores.base import RegulationBackend, SessionStore
-from gateway.settings import Settings
 
 __all__ = ["RegulationBackend", "SessionStore", "open_session_store"]
 

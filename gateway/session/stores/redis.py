@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import DecryptionError, Keyring, keyed_hash, random_token
 from gateway.session.model import Session, SessionStoreUnavailable, decode_session, encode_session
-from gateway.settings import RedisSettings
+from gateway.session.settings import RedisSettings
 
 __all__ = ["RedisRegulationBackend", "RedisSessionStore", "create_redis_client"]
 

@@ -17,13 +17,23 @@ exception. In particular:
   constructor crash;
 * plain scalars that look like a type but are not a valid one (``2001-02-30`` resolves to a
   timestamp) are errors that say to quote the value.
+
+Every file the gateway reads reports problems the same way: each is an :class:`Issue` at a
+:class:`Position`, all of them are collected, and the load fails with one
+:class:`ConfigError`. A loader that walks the data itself (the policy's ``access_control``,
+the users file) calls :meth:`Document.issue`; a section validated by a pydantic model
+(``gateway.yml``, a policy's ``api_hosts``) goes through
+:func:`gateway.config.schema.validation_issues`; a validator of plain values (API key
+declarations) reports paths that :meth:`Document.issue` places; a check that runs after
+loading points at ``Settings.position(option)``. An unknown key is always shown at the key,
+with a suggestion from :mod:`gateway.config.suggest`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +53,7 @@ __all__ = [
     "Position",
     "YamlPath",
     "decode",
+    "in_file_order",
     "load_bytes",
     "load_file",
     "load_text",
@@ -105,6 +116,22 @@ class Issue:
 
     def __str__(self) -> str:
         return f"{self.position}: {self.message}" if self.position else self.message
+
+
+def in_file_order(issues: Iterable[Issue], files: Sequence[str] = ()) -> list[Issue]:
+    """``issues`` by file, line and column: files in the order of ``files``, then in the
+    order they first appear; issues without a position first."""
+    issues = list(issues)
+    order = {file: index for index, file in enumerate(files)}
+    for issue in issues:
+        if issue.position is not None:
+            order.setdefault(issue.position.file, len(order))
+
+    def place(issue: Issue) -> tuple[int, int, int]:
+        where = issue.position
+        return (-1, 0, 0) if where is None else (order[where.file], where.line, where.column)
+
+    return sorted(issues, key=place)
 
 
 class ConfigError(errors.ConfigError):
