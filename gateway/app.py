@@ -59,7 +59,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         users = create_user_backend(settings)
         await users.start()
         opened.append(users)
-        second_factor = SecondFactor.from_settings(settings, storage, hash_key, keyring=keyring)
+        second_factor = SecondFactor.from_settings(
+            settings, storage.second_factor, hash_key, keyring=keyring
+        )
         machines = MachineAuthenticator.from_settings(settings, storage=storage)
         _declare_machines(machines, policy.current)
         await machines.start()
