@@ -25,7 +25,7 @@ from gateway.identity.second_factor import SecondFactor
 from gateway.observability.logging import configured_secrets, register_secrets
 from gateway.observability.metrics import Metrics
 from gateway.policy.engine import PolicyEngine
-from gateway.portal.routes import portal_routes
+from gateway.portal.app import portal_routes
 from gateway.runtime import Runtime
 from gateway.security.crypto import Keyring
 from gateway.security.regulation import Regulator

@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from gateway.portal.routes import portal_routes
+from gateway.portal.app import portal_routes
 from gateway.runtime import Runtime
 from gateway.settings import load_settings
 from tests.portal.support import CLIENT_IP, PORTAL, Gateway, open_runtime, write_configuration
