@@ -25,7 +25,7 @@ from gateway.identity.model import create_user_backend
 from gateway.identity.second_factor import SecondFactor
 from gateway.observability.logging import configured_secrets, register_secrets
 from gateway.observability.metrics import Metrics
-from gateway.portal.routes import portal_routes
+from gateway.portal.app import portal_routes
 from gateway.runtime import Runtime
 from gateway.security.crypto import Keyring
 from gateway.security.regulation import Regulator
@@ -59,7 +59,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         users = create_user_backend(settings)
         await users.start()
         opened.append(users)
-        second_factor = SecondFactor.from_settings(settings, storage, hash_key, keyring=keyring)
+        second_factor = SecondFactor.from_settings(
+            settings, storage.second_factor, hash_key, keyring=keyring
+        )
         machines = MachineAuthenticator.from_settings(settings, storage=storage)
         await machines.start()
         opened.append(machines)

@@ -247,7 +247,7 @@ class ApiKeyLookup(Protocol):
 
 
 class ApiKeyRepository(ApiKeyLookup, Protocol):
-    """Everything the ``gateway keys`` command needs (:class:`gateway.storage.Storage` fits)."""
+    """Everything the ``gateway keys`` command needs (``Storage.api_keys`` fits)."""
 
     async def create_api_key(self, record: ApiKeyRecord) -> None: ...
 

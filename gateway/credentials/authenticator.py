@@ -356,8 +356,8 @@ class MachineAuthenticator:
         return cls(
             settings.credentials,
             hash_key=settings.secrets.hash_key,
-            repository=storage,
-            secrets=storage,
+            repository=storage.api_keys if storage is not None else None,
+            secrets=storage.secrets if storage is not None else None,
             redis_url=settings.session.redis.url,
             redis_password=settings.session.redis.password,
             redis=settings.session.redis,

@@ -190,7 +190,7 @@ def _operator() -> str:
 
 
 async def _audit(storage: Any, event: str, record: ApiKeyRecord) -> None:
-    await storage.append_audit(
+    await storage.audit.append_audit(
         event, f"cli:{_operator()}", {"name": record.name, "key_id": record.key_id}
     )
 
@@ -231,8 +231,8 @@ def _check_inputs(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(str(network) for network in networks)
 
 
-async def _find(storage: ApiKeyRepository, name: str) -> ApiKeyRecord:
-    record = await storage.get_api_key_by_name(name)
+async def _find(keys: ApiKeyRepository, name: str) -> ApiKeyRecord:
+    record = await keys.get_api_key_by_name(name)
     if record is None:
         raise CommandError(f"no API key named '{name}' (see `gateway keys list`)")
     return record
@@ -289,7 +289,7 @@ def _create(args: argparse.Namespace) -> int:
 
     async def work(storage: Any) -> int:
         try:
-            await storage.create_api_key(record)
+            await storage.api_keys.create_api_key(record)
         except RecordExists:
             raise CommandError(f"an API key named '{args.name}' already exists") from None
         await _audit(storage, "api_key.created", record)
@@ -329,7 +329,7 @@ def _list(args: argparse.Namespace) -> int:
     now = time.time()
 
     async def work(storage: Any) -> int:
-        records: list[ApiKeyRecord] = await storage.list_api_keys()
+        records: list[ApiKeyRecord] = await storage.api_keys.list_api_keys()
         if args.json:
             rows = [
                 {
@@ -378,11 +378,11 @@ def _revoke(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(storage: Any) -> int:
-        record = await _find(storage, args.name)
+        record = await _find(storage.api_keys, args.name)
         revoked = replace(
             record, disabled=True, previous_secret_hash=None, previous_valid_until=None
         )
-        await storage.update_api_key(revoked)
+        await storage.api_keys.update_api_key(revoked)
         await _audit(storage, "api_key.revoked", record)
         return 0
 
@@ -407,7 +407,7 @@ def _rotate(args: argparse.Namespace) -> int:
     holder: dict[str, str] = {}
 
     async def work(storage: Any) -> int:
-        record = await _find(storage, args.name)
+        record = await _find(storage.api_keys, args.name)
         if record.disabled:
             raise CommandError(f"API key '{args.name}' is revoked; create a new one instead")
         key = new_key_for(record.key_id)
@@ -417,7 +417,7 @@ def _rotate(args: argparse.Namespace) -> int:
             previous_secret_hash=record.secret_hash if grace > 0 else None,
             previous_valid_until=now + grace if grace > 0 else None,
         )
-        await storage.update_api_key(rotated)
+        await storage.api_keys.update_api_key(rotated)
         await _audit(storage, "api_key.rotated", record)
         holder["key"] = key
         return 0
@@ -436,8 +436,8 @@ def _delete(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(storage: Any) -> int:
-        record = await _find(storage, args.name)
-        await storage.delete_api_key(record.key_id)
+        record = await _find(storage.api_keys, args.name)
+        await storage.api_keys.delete_api_key(record.key_id)
         await _audit(storage, "api_key.deleted", record)
         return 0
 
@@ -456,8 +456,8 @@ def _upstream_secret(args: argparse.Namespace) -> int:
         raise CommandError("the secret is empty")
 
     async def work(storage: Any) -> int:
-        await storage.put_secret(args.secret_name, value)
-        await storage.append_audit(
+        await storage.secrets.put_secret(args.secret_name, value)
+        await storage.audit.append_audit(
             "upstream_secret.stored", f"cli:{_operator()}", {"name": args.secret_name}
         )
         return 0

@@ -33,7 +33,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 class SecretSource(Protocol):
-    """Where named secrets live (:class:`gateway.storage.Storage` fits)."""
+    """Where named secrets live (``Storage.secrets`` fits)."""
 
     async def get_secret(self, name: str) -> str | None: ...
 

@@ -51,7 +51,7 @@ class StoredTotp(Protocol):
 
 
 class SecondFactorStore(Protocol):
-    """The storage methods the second factor uses (``gateway.storage.Storage`` has them)."""
+    """The storage methods the second factor uses (``Storage.second_factor`` has them)."""
 
     async def save_totp(
         self, username: str, secret: str, *, digits: int = 6, period: int = 30

@@ -54,11 +54,11 @@ async def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         second_factor = SecondFactor.from_settings(
-            settings, storage, settings.secrets.hash_key.encode()
+            settings, storage.second_factor, settings.secrets.hash_key.encode()
         )
         if args.totp_action == "reset":
             had_totp = await second_factor.reset(args.username)
-            await storage.append_audit(
+            await storage.audit.append_audit(
                 "totp.reset", "cli", {"username": args.username, "had_totp": str(had_totp)}
             )
             if had_totp:

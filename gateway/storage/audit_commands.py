@@ -79,12 +79,12 @@ def _list(args: argparse.Namespace) -> int:
 
 async def _verify_storage(settings: Settings) -> AuditVerification:
     async with await open_storage(settings) as storage:
-        return await storage.verify_audit()
+        return await storage.audit.verify_audit()
 
 
 async def _list_storage(settings: Settings, limit: int) -> list[AuditEntry]:
     async with await open_storage(settings) as storage:
-        return await storage.list_audit(limit)
+        return await storage.audit.list_audit(limit)
 
 
 def _text_line(entry: AuditEntry) -> str:

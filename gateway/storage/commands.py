@@ -140,7 +140,7 @@ async def _rotate_storage(settings: Settings, keyring: Keyring, batch_size: int)
 
 
 async def _audit(storage: Storage, keyring: Keyring, changed: int, *, failed: int) -> None:
-    await storage.append_audit(
+    await storage.audit.append_audit(
         "encryption.rotated",
         f"cli:{_operator()}",
         {"key_id": keyring.current_key_id, "changed": str(changed), "failed": str(failed)},

@@ -1,9 +1,10 @@
 """The small interface both database drivers implement.
 
-Record logic (:mod:`gateway.storage.store`) is written once against this interface, so the
-SQLite and PostgreSQL backends behave identically by construction. SQL is written with ``?``
-placeholders and portable syntax (``INSERT ... ON CONFLICT DO NOTHING``, ``LIMIT``); only the
-schema (:mod:`gateway.storage.migrations`) differs per backend.
+Record logic (the repositories that :mod:`gateway.storage.store` gathers) is written once
+against this interface, so the SQLite and PostgreSQL backends behave identically by
+construction. SQL is written with ``?`` placeholders and portable syntax (``INSERT ... ON
+CONFLICT DO NOTHING``, ``LIMIT``); only the schema (:mod:`gateway.storage.migrations`)
+differs per backend.
 """
 
 from __future__ import annotations

@@ -42,14 +42,14 @@ def keys(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 async def _record(settings: Settings, name: str) -> ApiKeyRecord | None:
     async with await open_storage(settings) as storage:
-        return await storage.get_api_key_by_name(name)
+        return await storage.api_keys.get_api_key_by_name(name)
 
 
 async def _verify(settings: Settings, key: str, now: float | None = None) -> str:
     async with await open_storage(settings) as storage:
         verifier = ApiKeyVerifier(
             settings.secrets.hash_key.encode(),
-            storage,
+            storage.api_keys,
             clock=(lambda: now) if now is not None else time.time,
         )
         found = await verifier.verify(key)
@@ -235,6 +235,6 @@ def test_upstream_secret(
 
     async def read() -> str | None:
         async with await open_storage(load_settings(config)) as storage:
-            return await storage.get_secret("reports-master")
+            return await storage.secrets.get_secret("reports-master")
 
     assert asyncio.run(read()) == "service-master-key"

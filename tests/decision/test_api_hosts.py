@@ -50,9 +50,9 @@ class ApiGateway:
 async def _seed(settings: Settings) -> str:
     storage = await open_storage(settings)
     try:
-        await storage.put_secret("llm-master-key", MASTER_KEY)
+        await storage.secrets.put_secret("llm-master-key", MASTER_KEY)
         key_id, key = generate_api_key()
-        await storage.create_api_key(
+        await storage.api_keys.create_api_key(
             ApiKeyRecord(
                 key_id=key_id,
                 name="ci-runner",

@@ -240,7 +240,7 @@ async def _create_key(settings: Settings, name: str) -> str:
     storage = await open_storage(settings)
     try:
         key_id, key = generate_api_key()
-        await storage.create_api_key(
+        await storage.api_keys.create_api_key(
             ApiKeyRecord(
                 key_id=key_id, name=name, owner="ops",
                 secret_hash=hash_secret(settings.secrets.hash_key.encode(), key),

@@ -70,9 +70,9 @@ async def seed(config: Path, *, secret: bool = True) -> str:
     storage = await open_storage(settings)
     try:
         if secret:
-            await storage.put_secret("llm-master", MASTER)
+            await storage.secrets.put_secret("llm-master", MASTER)
         key_id, key = generate_api_key()
-        await storage.create_api_key(
+        await storage.api_keys.create_api_key(
             ApiKeyRecord(
                 key_id=key_id, name="ci-runner", owner="ci",
                 secret_hash=hash_secret(settings.secrets.hash_key.encode(), key),

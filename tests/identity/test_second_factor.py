@@ -243,8 +243,12 @@ def test_replay_is_refused_across_replicas_with_sqlite_storage(tmp_path: Path) -
     async def scenario() -> None:
         first, second = await open_storage(settings), await open_storage(settings)
         try:
-            replica_a = SecondFactor.from_settings(settings, first, HASH_KEY, clock=clock)
-            replica_b = SecondFactor.from_settings(settings, second, HASH_KEY, clock=clock)
+            replica_a = SecondFactor.from_settings(
+                settings, first.second_factor, HASH_KEY, clock=clock
+            )
+            replica_b = SecondFactor.from_settings(
+                settings, second.second_factor, HASH_KEY, clock=clock
+            )
             secret, codes = await enroll(replica_a, clock)
             assert await replica_b.has_totp("john")
             clock.advance(30)
@@ -278,7 +282,9 @@ def test_totp_reset_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         storage = await open_storage(settings)
         try:
             clock = FakeClock(time.time())  # the storage's own clock is the real one
-            factor = SecondFactor.from_settings(settings, storage, HASH_KEY, clock=clock)
+            factor = SecondFactor.from_settings(
+                settings, storage.second_factor, HASH_KEY, clock=clock
+            )
             await enroll(factor, clock)
         finally:
             await storage.close()
@@ -294,7 +300,7 @@ def test_totp_reset_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     async def audit_events() -> list[str]:
         storage = await open_storage(settings)
         try:
-            return [entry.event for entry in await storage.list_audit()]
+            return [entry.event for entry in await storage.audit.list_audit()]
         finally:
             await storage.close()
 

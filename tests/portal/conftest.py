@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from gateway.config.settings import load_settings
-from gateway.portal.routes import portal_routes
+from gateway.portal.app import portal_routes
 from gateway.runtime import Runtime
 from tests.portal.support import CLIENT_IP, PORTAL, Gateway, open_runtime, write_configuration
 

@@ -97,7 +97,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             users=users,
             regulator=Regulator(settings.regulation, store.regulation),
             storage=storage,
-            second_factor=SecondFactor.from_settings(settings, storage, hash_key, keyring=keyring),
+            second_factor=SecondFactor.from_settings(
+                settings, storage.second_factor, hash_key, keyring=keyring
+            ),
             metrics=Metrics(),
         )
     finally:

@@ -183,7 +183,7 @@ def test_static_files_are_served_with_headers(gateway: Gateway) -> None:
     assert "@import" not in response.text and "url(" not in response.text
     icon = gateway.client.get("/static/favicon.svg")
     assert icon.status_code == 200
-    assert gateway.client.get("/static/../routes.py").status_code == 404
+    assert gateway.client.get("/static/../app.py").status_code == 404
 
 
 def test_head_requests_work(gateway: Gateway) -> None:

@@ -285,7 +285,7 @@ def test_a_stale_second_factor_is_not_fresh(
     gateway.login()
     _enroll(gateway)  # raises the session to two factors, just now
     assert gateway.client.get("/2fa/enroll").status_code == 200
-    monkeypatch.setattr("gateway.portal.routes.FRESH_SECOND_FACTOR", -1.0)
+    monkeypatch.setattr("gateway.portal.second_factor.FRESH_SECOND_FACTOR", -1.0)
     assert gateway.client.get("/2fa/enroll").status_code == 303
 
 

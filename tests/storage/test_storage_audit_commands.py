@@ -21,7 +21,7 @@ def audit(*argv: str) -> int:
 async def _append(backend: Backend, count: int) -> None:
     async with await open_storage(backend.settings()) as storage:
         for n in range(1, count + 1):
-            await storage.append_audit("api_key.created", "admin", {"key": f"k{n}"})
+            await storage.audit.append_audit("api_key.created", "admin", {"key": f"k{n}"})
 
 
 def test_verify_an_intact_chain(backend: Backend, capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,17 +55,17 @@ def test_the_gateway_command_generates_a_key() -> None:
 
 async def _seed(backend: Backend) -> None:
     async with await open_storage(backend.settings([OLD_KEY])) as storage:
-        await storage.save_totp("alice", "JBSWY3DPEHPK3PXP")
-        await storage.put_secret("grafana", "token-1")
+        await storage.second_factor.save_totp("alice", "JBSWY3DPEHPK3PXP")
+        await storage.secrets.put_secret("grafana", "token-1")
 
 
 async def _read_with_new_key_only(backend: Backend) -> tuple[str | None, str | None]:
     async with await open_storage(backend.settings([NEW_KEY])) as storage:
-        record = await storage.get_totp("alice")
-        entries = await storage.list_audit(1)
+        record = await storage.second_factor.get_totp("alice")
+        entries = await storage.audit.list_audit(1)
         assert entries and entries[0].event == "encryption.rotated"
         assert entries[0].detail["key_id"] == Keyring.from_texts([NEW_KEY]).current_key_id
-        return (record.secret if record else None), await storage.get_secret("grafana")
+        return (record.secret if record else None), await storage.secrets.get_secret("grafana")
 
 
 def test_rotate_re_encrypts_under_the_first_key(

@@ -24,9 +24,9 @@ async def test_first_open_creates_the_schema(backend: Backend) -> None:
 
 async def test_reopening_keeps_data_and_applies_nothing_twice(backend: Backend) -> None:
     async with await open_storage(backend.settings()) as storage:
-        await storage.save_totp("alice", "JBSWY3DPEHPK3PXP")
+        await storage.second_factor.save_totp("alice", "JBSWY3DPEHPK3PXP")
     async with await open_storage(backend.settings()) as storage:
-        record = await storage.get_totp("alice")
+        record = await storage.second_factor.get_totp("alice")
     assert record is not None and record.secret == "JBSWY3DPEHPK3PXP"
     assert len(backend.query("SELECT version FROM schema_version")) == latest_version()
 
@@ -35,9 +35,9 @@ async def test_replicas_starting_at_once_migrate_exactly_once(backend: Backend) 
     storages = await asyncio.gather(*(open_storage(backend.settings()) for _ in range(4)))
     try:
         await asyncio.gather(
-            *(storage.put_secret(f"s{n}", "value") for n, storage in enumerate(storages))
+            *(storage.secrets.put_secret(f"s{n}", "value") for n, storage in enumerate(storages))
         )
-        assert await storages[0].list_secret_names() == ["s0", "s1", "s2", "s3"]
+        assert await storages[0].secrets.list_secret_names() == ["s0", "s1", "s2", "s3"]
     finally:
         await asyncio.gather(*(storage.close() for storage in storages))
     assert len(backend.query("SELECT version FROM schema_version")) == latest_version()

@@ -47,17 +47,17 @@ async def test_postgres_going_down_and_coming_back(
 ) -> None:
     section = {"type": "postgres", "postgres": {"dsn": postgres_database, "connect_timeout": 2}}
     async with await open_storage(Backend("postgres", section, tmp_path).settings()) as storage:
-        await storage.put_secret("grafana", "token-1")
+        await storage.secrets.put_secret("grafana", "token-1")
         with postgres_server.down():
             with pytest.raises(StorageUnavailable, match="is unavailable"):
-                await storage.get_secret("grafana")
+                await storage.secrets.get_secret("grafana")
             with pytest.raises(StorageUnavailable):
-                await storage.mark_totp_used("alice", 1, keep_for=90)
+                await storage.second_factor.mark_totp_used("alice", 1, keep_for=90)
         # Once the server is back, the same storage works again within a few seconds.
         deadline = time.monotonic() + 15
         while True:
             try:
-                assert await storage.get_secret("grafana") == "token-1"
+                assert await storage.secrets.get_secret("grafana") == "token-1"
                 break
             except StorageUnavailable:
                 assert time.monotonic() < deadline, "storage did not recover"
@@ -84,17 +84,17 @@ async def test_a_hung_postgres_costs_a_call_the_statement_timeout(
         "postgres": {"dsn": postgres_database, "statement_timeout": HUNG_TIMEOUT},
     }
     async with await open_storage(Backend("postgres", section, tmp_path).settings()) as storage:
-        await storage.put_secret("grafana", "token-1")
+        await storage.secrets.put_secret("grafana", "token-1")
         with postgres_server.frozen():
             # Postmaster and backends stopped: the pooled connections look healthy to TCP,
             # their check and every statement get no answer.
-            await _unavailable_within_the_timeout(storage.get_api_key("k1"))
-            await _unavailable_within_the_timeout(storage.get_secret("grafana"))
+            await _unavailable_within_the_timeout(storage.api_keys.get_api_key("k1"))
+            await _unavailable_within_the_timeout(storage.secrets.get_secret("grafana"))
             await _unavailable_within_the_timeout(storage.ping())
             # Several at once, more than the pool has connections: still one timeout each.
             started = time.monotonic()
             outcomes = await asyncio.gather(
-                *(storage.get_secret("grafana") for _ in range(8)), return_exceptions=True
+                *(storage.secrets.get_secret("grafana") for _ in range(8)), return_exceptions=True
             )
             assert all(isinstance(outcome, StorageUnavailable) for outcome in outcomes)
             assert time.monotonic() - started < HUNG_TIMEOUT + 1.5
@@ -102,7 +102,7 @@ async def test_a_hung_postgres_costs_a_call_the_statement_timeout(
         deadline = time.monotonic() + 15
         while True:
             try:
-                assert await storage.get_secret("grafana") == "token-1"
+                assert await storage.secrets.get_secret("grafana") == "token-1"
                 break
             except StorageUnavailable:
                 assert time.monotonic() < deadline, "storage did not recover"
