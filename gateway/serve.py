@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from gateway.config.arguments import CONFIG_ENV, MISSING_CONFIG, add_config_argument
 from gateway.config.settings import load_settings_with_warnings
 from gateway.config.yaml import ConfigError, Issue
 from gateway.observability.logging import configure_logging, configured_secrets, register_secrets
@@ -14,17 +15,9 @@ from gateway.validation import validate
 
 __all__ = ["add_arguments", "run"]
 
-CONFIG_ENV = "GATEWAY_CONFIG"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        default=os.environ.get(CONFIG_ENV),
-        metavar="FILE",
-        help=f"the gateway configuration (default: ${CONFIG_ENV})",
-    )
+    add_config_argument(parser)
     parser.add_argument("--address", help="listen address (default: server.address)")
     parser.add_argument("--port", type=int, help="listen port (default: server.port)")
     parser.add_argument(
@@ -38,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate the configuration, then serve until interrupted."""
     if not args.config:
-        print(f"error: pass --config FILE or set {CONFIG_ENV}", file=sys.stderr)
+        print(f"error: {MISSING_CONFIG}", file=sys.stderr)
         return 2
     warnings: list[Issue] = []
     try:

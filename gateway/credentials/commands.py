@@ -13,13 +13,13 @@ import asyncio
 import datetime
 import getpass
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from gateway.config.arguments import MISSING_CONFIG, add_config_argument
 from gateway.credentials.api_keys import (
     ApiKeyRepository,
     generate_api_key,
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["add_arguments", "run"]
 
-CONFIG_ENV = "GATEWAY_CONFIG"
 
 _WARNING = (
     "This is the only time the key is shown: store it in your secret manager now. "
@@ -58,13 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
     config = argparse.ArgumentParser(add_help=False)
-    config.add_argument(
-        "--config",
-        "-c",
-        default=os.environ.get(CONFIG_ENV),
-        metavar="FILE",
-        help=f"the gateway configuration (default: ${CONFIG_ENV})",
-    )
+    add_config_argument(config)
 
     create = actions.add_parser(
         "create",
@@ -168,7 +161,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     from gateway.config.settings import load_settings
 
     if not args.config:
-        raise CommandError(f"pass --config FILE or set {CONFIG_ENV}")
+        raise CommandError(MISSING_CONFIG)
     return load_settings(args.config)
 
 

@@ -6,9 +6,10 @@ import argparse
 import sys
 import time
 
+from gateway.config.arguments import add_config_argument
 from gateway.config.settings import Settings
 from gateway.security.regulation import Regulator
-from gateway.session.commands import config_argument, format_time, with_store
+from gateway.session.commands import format_time, with_store
 from gateway.session.stores import SessionStore
 
 __all__ = ["add_arguments", "run"]
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = actions.add_parser(
         "list", help="show active bans", description="Show active brute-force bans."
     )
-    config_argument(listing)
+    add_config_argument(listing)
     clear = actions.add_parser(
         "clear",
         help="lift the bans of a user and/or an IP address",
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     clear.add_argument("--user", help="the username to unban")
     clear.add_argument("--ip", help="the IP address to unban (IPv6: its /64)")
     clear.add_argument("--all", action="store_true", help="lift every ban")
-    config_argument(clear)
+    add_config_argument(clear)
 
 
 def _remaining(seconds: float) -> str:

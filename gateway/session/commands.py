@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.config.arguments import MISSING_CONFIG, add_config_argument
 from gateway.config.settings import Settings, load_settings
 from gateway.config.yaml import ConfigError
 from gateway.security.crypto import Keyring
@@ -17,20 +17,7 @@ from gateway.session.manager import SessionManager
 from gateway.session.model import Session, SessionStoreUnavailable
 from gateway.session.stores import SessionStore, open_session_store
 
-__all__ = ["add_arguments", "config_argument", "format_time", "run", "with_store"]
-
-CONFIG_ENV = "GATEWAY_CONFIG"
-
-
-def config_argument(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE`` (default ``$GATEWAY_CONFIG``), shared by the session commands."""
-    parser.add_argument(
-        "--config",
-        "-c",
-        default=os.environ.get(CONFIG_ENV),
-        metavar="FILE",
-        help=f"the gateway configuration (default: ${CONFIG_ENV})",
-    )
+__all__ = ["add_arguments", "format_time", "run", "with_store"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,14 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "list", help="show the live sessions of a user", description="Show a user's sessions."
     )
     listing.add_argument("user", help="the username")
-    config_argument(listing)
+    add_config_argument(listing)
     logout = actions.add_parser(
         "logout",
         help="end every session of a user on every cookie domain (log out everywhere)",
         description="End every session of a user on every cookie domain.",
     )
     logout.add_argument("user", help="the username")
-    config_argument(logout)
+    add_config_argument(logout)
 
 
 def format_time(epoch: float) -> str:
@@ -62,7 +49,7 @@ def with_store(
     1: the store cannot be reached.
     """
     if not args.config:
-        print(f"error: pass --config FILE or set {CONFIG_ENV}", file=sys.stderr)
+        print(f"error: {MISSING_CONFIG}", file=sys.stderr)
         return 2
     try:
         settings = load_settings(args.config)
