@@ -6,7 +6,8 @@ import pytest
 
 from gateway import errors
 from gateway.config.yaml import ConfigError
-from gateway.credentials.api_keys import ApiKeyRejected, ApiKeyUnavailable, StaticKeyError
+from gateway.credentials.api_key_declarations import StaticKeyError
+from gateway.credentials.api_keys import ApiKeyRejected, ApiKeyUnavailable
 from gateway.credentials.authenticator import CredentialsConfigError
 from gateway.credentials.client_cert import CertificateConfigError, CertificateRejected
 from gateway.credentials.commands import CommandError as KeysCommandError

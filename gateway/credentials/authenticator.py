@@ -25,14 +25,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from gateway.credentials.api_key_verifier import ApiKeyVerifier, static_key_index
 from gateway.credentials.api_keys import (
     ApiKey,
     ApiKeyLookup,
     ApiKeyRejected,
     ApiKeyUnavailable,
-    ApiKeyVerifier,
     looks_like_api_key,
-    static_key_index,
 )
 from gateway.credentials.client_cert import (
     CertificateConfigError,

@@ -20,13 +20,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gateway.config.arguments import MISSING_CONFIG, add_config_argument
+from gateway.credentials.api_key_declarations import parse_timestamp
 from gateway.credentials.api_keys import (
     ApiKeyRepository,
     generate_api_key,
     hash_secret,
     is_valid_key_name,
     new_key_for,
-    parse_timestamp,
 )
 from gateway.credentials.hosts import HostMatcher
 from gateway.credentials.networks import NetworkError, parse_networks

@@ -3,10 +3,10 @@
 An entry is validated by the code that validates the same thing elsewhere, so the two cannot
 drift apart: an API host by :class:`~gateway.credentials.settings.ApiHostSettings` (as under
 ``credentials.api_hosts`` in ``gateway.yml``), a key by
-:func:`~gateway.credentials.api_keys.load_static_api_keys` (the declaration ``gateway keys
-create --static`` prints). On top, ``networks`` may name networks defined in any policy file
-(``definitions.network``, ``access_control.networks``), and every problem is reported with its
-``file:line:column``.
+:func:`~gateway.credentials.api_key_declarations.load_static_api_keys` (the declaration
+``gateway keys create --static`` prints). On top, ``networks`` may name networks defined in
+any policy file (``definitions.network``, ``access_control.networks``), and every problem is
+reported with its ``file:line:column``.
 
 Those two are imported only when a policy declares something: loading a policy without
 declarations does not pull in pydantic and the storage layer.
@@ -111,7 +111,7 @@ class ApiDeclarations:
         """Every declared key, in file order; names and ids are unique across files."""
         if not self._keys:
             return ()
-        from gateway.credentials.api_keys import StaticKeyError, load_static_api_keys
+        from gateway.credentials.api_key_declarations import StaticKeyError, load_static_api_keys
 
         start = len(self.issues)
         keys: list[ApiKey] = []

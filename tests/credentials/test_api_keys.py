@@ -8,19 +8,17 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.credentials import api_keys
+from gateway.credentials import api_key_verifier, api_keys
+from gateway.credentials.api_key_declarations import StaticKeyError, load_static_api_keys
+from gateway.credentials.api_key_verifier import ApiKeyVerifier, static_key_index
 from gateway.credentials.api_keys import (
     ApiKey,
     ApiKeyRejected,
     ApiKeyUnavailable,
-    ApiKeyVerifier,
-    StaticKeyError,
     generate_api_key,
     hash_secret,
-    load_static_api_keys,
     new_key_for,
     parse_api_key,
-    static_key_index,
 )
 from gateway.security.crypto import keyed_hash
 from gateway.storage.records import ApiKeyRecord
@@ -208,6 +206,7 @@ async def test_constant_time_comparison_is_used(monkeypatch: pytest.MonkeyPatch)
         return real_equal(a, b)
 
     monkeypatch.setattr(api_keys, "equal", spy)
+    monkeypatch.setattr(api_key_verifier, "equal", spy)
     repository = MemoryRepository()
     record, key = make_record()
     await repository.create_api_key(record)

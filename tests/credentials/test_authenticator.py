@@ -14,7 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from gateway.credentials.api_keys import generate_api_key, hash_secret, load_static_api_keys
+from gateway.credentials.api_key_declarations import load_static_api_keys
+from gateway.credentials.api_keys import generate_api_key, hash_secret
 from gateway.credentials.authenticator import (
     MachineAuthenticator,
     MachineFailure,

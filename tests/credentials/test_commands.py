@@ -11,13 +11,9 @@ import pytest
 
 from gateway.cli import main
 from gateway.config.settings import Settings, load_settings
-from gateway.credentials.api_keys import (
-    ApiKeyRejected,
-    ApiKeyVerifier,
-    hash_secret,
-    load_static_api_keys,
-    parse_api_key,
-)
+from gateway.credentials.api_key_declarations import load_static_api_keys
+from gateway.credentials.api_key_verifier import ApiKeyVerifier
+from gateway.credentials.api_keys import ApiKeyRejected, hash_secret, parse_api_key
 from gateway.storage import open_storage
 from gateway.storage.records import ApiKeyRecord
 from tests.support.config import Cookie, GatewayConfig
