@@ -1,20 +1,28 @@
-"""``gateway serve``: run the gateway under uvicorn."""
+"""``gateway serve``: run the gateway under uvicorn or granian (docs/performance.md)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from gateway.observability.logging import configure_logging, configured_secrets, register_secrets
 from gateway.settings import load_settings_with_warnings
 from gateway.validation import validate
 from gateway.yaml_source import ConfigError, Issue
 
+if TYPE_CHECKING:
+    from gateway.connections import ConnectionLimits
+    from gateway.settings import Settings
+
 __all__ = ["add_arguments", "run"]
 
 CONFIG_ENV = "GATEWAY_CONFIG"
+SERVER_ENV = "GATEWAY_SERVER"
+SERVERS = ("uvicorn", "granian")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="worker processes (several need the sqlite or redis session store; default 1)",
     )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=None,
+        help=f"the HTTP server (default: ${SERVER_ENV}, else server.implementation)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,11 +54,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"error: pass --config FILE or set {CONFIG_ENV}", file=sys.stderr)
         return 2
+    chosen = args.server or os.environ.get(SERVER_ENV) or None
+    if chosen is not None and chosen not in SERVERS:
+        print(
+            f"error: ${SERVER_ENV} is {chosen!r}: expected one of {', '.join(SERVERS)}",
+            file=sys.stderr,
+        )
+        return 2
     warnings: list[Issue] = []
     try:
         settings, warnings = load_settings_with_warnings(args.config)
         # What start-up would find (and `gateway check` reports), said here without a
-        # traceback, before uvicorn starts.
+        # traceback, before the server starts.
         warnings.extend(validate(settings).warnings)
     except ConfigError as error:
         for issue in [*warnings, *error.warnings]:
@@ -63,12 +84,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     register_secrets(configured_secrets(settings))
     configure_logging(settings.log.level, settings.log.format)
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     from gateway.connections import (
         ConnectionLimits,
-        ServerConfig,
         connection_budget,
         raise_open_files_limit,
     )
@@ -79,28 +96,44 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    limits = ConnectionLimits.from_settings(settings, max_connections)
+    host = args.address or settings.server.address
+    port = args.port or settings.server.port
+    implementation = chosen or settings.server.implementation
+    logging.getLogger("gateway.server").info(
+        "connection limits: %d connections per process (open files %d), headers up to %d "
+        "bytes, requests within %gs, idle connections closed after %gs (server %s)",
+        max_connections,
+        open_files,
+        settings.server.max_header_size,
+        settings.server.request_timeout,
+        limits.idle_timeout if implementation == "granian" else math.ceil(limits.idle_timeout),
+        implementation,
+    )
+    if implementation == "granian":
+        return _run_granian(settings, limits, host, port, args.workers)
+    return _run_uvicorn(limits, host, port, args.workers)
+
+
+def _run_uvicorn(limits: ConnectionLimits, host: str, port: int, workers: int) -> int:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from gateway.connections import ServerConfig
+
     config = ServerConfig(
         "gateway.app:create_app_from_environment",
-        limits=ConnectionLimits.from_settings(settings, max_connections),
+        limits=limits,
         factory=True,
-        host=args.address or settings.server.address,
-        port=args.port or settings.server.port,
-        workers=args.workers,
+        host=host,
+        port=port,
+        workers=workers,
         # The decision endpoints must see the real peer to decide whom to trust, so uvicorn
         # must not rewrite the client address; the portal reads forwarded headers itself.
         proxy_headers=False,
         server_header=False,
         access_log=False,
         log_config=None,
-    )
-    logging.getLogger("gateway.server").info(
-        "connection limits: %d connections per process (open files %d), headers up to %d "
-        "bytes, requests within %gs, idle connections closed after %ds",
-        max_connections,
-        open_files,
-        settings.server.max_header_size,
-        settings.server.request_timeout,
-        config.timeout_keep_alive,
     )
     # What uvicorn.run() does, with a configuration it cannot build itself.
     server = uvicorn.Server(config)
@@ -112,3 +145,15 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     return 0 if server.started else 3
+
+
+def _run_granian(
+    settings: Settings, limits: ConnectionLimits, host: str, port: int, workers: int
+) -> int:
+    from gateway.connections import serve_granian
+
+    try:
+        serve_granian(settings, limits, host=host, port=port, workers=workers)
+    except KeyboardInterrupt:
+        return 0
+    return 0
