@@ -117,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_uvicorn(limits: ConnectionLimits, host: str, port: int, workers: int) -> int:
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
-    from gateway.connections import ServerConfig
+    from gateway.connections import ReusePortMultiprocess, ServerConfig, reuse_port_socket
 
     config = ServerConfig(
         "gateway.app:create_app_from_environment",
@@ -139,7 +138,13 @@ def _run_uvicorn(limits: ConnectionLimits, host: str, port: int, workers: int) -
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            try:
+                # Nothing listens there yet (SO_REUSEPORT would join another server's group).
+                reuse_port_socket(host, port, reuse_port=False).close()
+            except OSError as error:
+                print(f"error: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+                return 3
+            ReusePortMultiprocess(config).run()
             return 0
         server.run()
     except KeyboardInterrupt:
