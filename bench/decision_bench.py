@@ -467,10 +467,14 @@ def report(
             line += f"{target:>7.1f}x  " + ("ok" if not misses else "MISSED: " + ", ".join(misses))
         print(line)
     if args.scaling:
-        print("\nsigned in (session/sqlite), wrk with 2 threads: --workers 2 against --workers 1")
+        print(
+            "\nsigned in (session/sqlite), wrk with 2 threads: --workers 2 against --workers 1"
+            " (req/s, and server CPU µs per request)"
+        )
         for server in servers:
             one, two = rates["x1", server], rates["x2", server]
-            print(f"{server:<16}{one:>8.0f} req/s x1{two:>8.0f} req/s x2{two / one:>7.2f}x")
+            cpu = f"{costs['x1', server]:>7.1f} µs x1{costs['x2', server]:>7.1f} µs x2"
+            print(f"{server:<10}{one:>8.0f} x1{two:>8.0f} x2{two / one:>6.2f}x  {cpu}")
     return 1 if missed else 0
 
 
