@@ -482,6 +482,9 @@ def serve_granian(
             }
         },
         log_access=False,
+        # As uvicorn's supervisor does: a worker that dies is replaced (granian stops when
+        # one dies again within a few seconds, a crash loop).
+        respawn_failed_workers=True,
     )
     server.serve(target_loader=functools.partial(granian_app, limits), wrap_loader=False)
 
