@@ -52,6 +52,7 @@ __all__ = [
     "ServerConfig",
     "connection_budget",
     "granian_app",
+    "granian_header_timeout",
     "raise_open_files_limit",
     "serve_granian",
 ]

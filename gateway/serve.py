@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.connections import (
         ConnectionLimits,
         connection_budget,
+        granian_header_timeout,
         raise_open_files_limit,
     )
 
@@ -107,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
         open_files,
         settings.server.max_header_size,
         settings.server.request_timeout,
-        limits.idle_timeout if implementation == "granian" else math.ceil(limits.idle_timeout),
+        # granian closes idle connections with its header timer (docs/performance.md).
+        granian_header_timeout(limits)
+        if implementation == "granian"
+        else math.ceil(limits.idle_timeout),
         implementation,
     )
     if implementation == "granian":
