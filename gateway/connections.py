@@ -436,6 +436,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 _GRANIAN_MIN_BUFFER = 8192
 """granian's smallest ``http1_buffer_size``: below it, the header limit is this."""
 
+_GRANIAN_KILL_TIMEOUT = 10
+"""Seconds granian waits for a stopping worker before it kills it."""
+
 _BODY_METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD"})
 
 
@@ -486,6 +489,9 @@ def serve_granian(
         # As uvicorn's supervisor does: a worker that dies is replaced (granian stops when
         # one dies again within a few seconds, a crash loop).
         respawn_failed_workers=True,
+        # A worker that has not stopped this long after SIGTERM is killed: one was seen
+        # hanging in its shutdown after the whole process group had been sent SIGTERM.
+        workers_kill_timeout=_GRANIAN_KILL_TIMEOUT,
     )
     server.serve(target_loader=functools.partial(granian_app, limits), wrap_loader=False)
 
