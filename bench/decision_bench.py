@@ -1,15 +1,22 @@
-"""Forward-auth decisions per second against a bare Starlette endpoint, in one run.
+"""Forward-auth decisions per second under each HTTP server, against one baseline, in one run.
 
-    uv run python bench/decision_bench.py [--seconds 5] [--connections 16]
+    uv run python bench/decision_bench.py [--servers uvicorn,granian] [--seconds 5]
+        [--rounds 2] [--connections 16] [--scaling]
 
-Every server is the same uvicorn (one worker, uvloop + httptools, no access log) on
-loopback, and every load comes from the same tool (wrk, one thread). The baseline is a bare
-Starlette endpoint that answers 200; each gateway case is reported as a ratio of it:
+The gateway runs as `gateway serve --server NAME` (with its connection limits), one
+worker, on loopback; every load comes from the same tool (wrk, one thread). The baseline
+(1.00x) is a bare Starlette endpoint that answers 200, on uvicorn (uvloop + httptools, no
+access log); a raw-ASGI 200 on each server is printed too, as the floor below which no
+application can go. Each gateway case is reported as a ratio of the baseline:
 
   session/sqlite   signed-in browser, SQLite session store      target >= 0.8x
   session/redis    signed-in browser, Redis session store       target >= 0.6x
   apikey           API host, X-API-Key                          target >= 0.8x
   jwt              API host, bearer JWT (RS256, static key)     target >= 0.8x
+  portal           GET of the login page (no target)
+
+--scaling also measures session/sqlite with `--workers 2` under each server (wrk with two
+threads for both counts), to show what a second worker on a second core buys.
 
 All servers (a private redis-server included) start on free loopback ports and stop at the
 end; each load is bounded by --seconds. Needs `wrk` (Debian package wrk; installed when
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import math
 import os
 import re
 import shutil
@@ -29,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +54,9 @@ from tests.support.passwords import password_hash
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench password"
 TARGETS = {"session/sqlite": 0.8, "session/redis": 0.6, "apikey": 0.8, "jwt": 0.8}
+CASES = [*TARGETS, "portal"]
+SERVERS = ("uvicorn", "granian")
+DECISION = "/api/authz/forward-auth"
 
 POLICY = """\
 access_control:
@@ -79,14 +91,15 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> Non
 
 
 @contextlib.contextmanager
-def running(command: list[str], port: int, what: str, log: Path) -> Iterator[None]:
+def running(command: list[str], port: int, what: str, log: Path) -> Iterator[int]:
+    """Run ``command`` until the block ends; yields its PID."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             wait_for_port(port, process, what)
-            yield
+            yield process.pid
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -96,11 +109,31 @@ def running(command: list[str], port: int, what: str, log: Path) -> Iterator[Non
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def uvicorn(target: str, port: int, *, factory: bool = False) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
-    command += ["--no-access-log", "--log-level", "warning", "--no-proxy-headers"]
-    return command + (["--factory"] if factory else [])
+def wait_healthy(port: int) -> None:
+    """granian listens before its worker has loaded the application: wait for an answer."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"the gateway on port {port} did not answer within 60 s")
+
+
+def plain_server(server: str, target: str, port: int) -> list[str]:
+    """An ASGI application under the server itself, as its own command line runs it."""
+    if server == "uvicorn":
+        command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+        return [*command, "--no-access-log", "--log-level", "warning", "--no-proxy-headers"]
+    command = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--loop", "uvloop", "--http", "1", "--no-ws"]
+    return [*command, "--log-level", "warning", target]
+
+
+def gateway_serve(config: Path, server: str, port: int, *, workers: int = 1) -> list[str]:
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
+    return [*command, "--server", server, "--port", str(port), "--workers", str(workers)]
 
 
 def write_config(directory: Path, port: int, store: str, redis_url: str, public_key: str) -> Path:
@@ -156,26 +189,48 @@ def sign_in(port: int) -> str:
 @dataclass
 class Load:
     name: str
+    server: str
     port: int
+    pid: int
     headers: dict[str, str]
+    path: str = DECISION
+    threads: int = 1
 
 
-def measure(load: Load, seconds: int, connections: int) -> float:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process, its threads and its descendants."""
+    total, pids = 0.0, [pid]
+    for current in pids:  # grows while walking: workers are children
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text()
+                pids.extend(int(child) for child in children.split())
+    return total
+
+
+def measure(load: Load, seconds: int, connections: int) -> tuple[float, float]:
+    """Requests per second, and the server's CPU microseconds per request."""
+    command = ["wrk", f"-t{load.threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in load.headers.items():
         command += ["-H", f"{name}: {value}"]
-    url = f"http://127.0.0.1:{load.port}/api/authz/forward-auth"
+    url = f"http://127.0.0.1:{load.port}{load.path}"
     # Check the answer first: a benchmark of 401s would measure nothing useful.
     status = httpx.get(url, headers=load.headers).status_code
     if status != 200:
         raise SystemExit(f"{load.name}: expected 200 from the endpoint, got {status}")
     subprocess.run([*command[:3], "-d1s", *command[5:], url], capture_output=True, check=True)
+    used = cpu_seconds(load.pid)
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    used = cpu_seconds(load.pid) - used
     match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    count = re.search(r"(\d+) requests in", output)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if match is None or errors is not None:
+    if match is None or count is None or errors is not None:
         raise SystemExit(f"{load.name}: wrk reported errors:\n{output}")
-    return float(match.group(1))
+    return float(match.group(1)), 1e6 * used / int(count.group(1))
 
 
 def ensure_wrk() -> None:
@@ -195,7 +250,19 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5, help="length of each measured load")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="best of this many rounds per case")
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"servers to run the gateway under, comma-separated (default {','.join(SERVERS)})",
+    )
+    parser.add_argument(
+        "--scaling", action="store_true", help="also measure 2 workers against 1 (signed in)"
+    )
     args = parser.parse_args()
+    servers = [name for name in args.servers.split(",") if name]
+    unknown = set(servers) - set(SERVERS)
+    if unknown or not servers:
+        raise SystemExit(f"--servers: expected some of {', '.join(SERVERS)}")
     ensure_wrk()
     redis_binary = shutil.which("redis-server")
     if redis_binary is None:
@@ -226,10 +293,9 @@ def main() -> int:
             algorithm="RS256",
         )
         redis_port = free_port()
-        ports = {"bare": free_port(), "sqlite": free_port(), "redis": free_port()}
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         configs = {
-            store: write_config(directory, ports[store], store, redis_url, public_pem)
+            store: write_config(directory, free_port(), store, redis_url, public_pem)
             for store in ("sqlite", "redis")
         }
         created = subprocess.run(
@@ -250,91 +316,140 @@ def main() -> int:
             check=True,
         )
         api_key = next(word for word in created.stdout.split() if word.startswith("gw_"))
-        env_gateway = "gateway.app:create_app_from_environment"
+        forwarded = {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "app.example.com",
+            "X-Forwarded-Uri": "/reports?id=42",
+            "X-Forwarded-Method": "GET",
+            "X-Forwarded-For": "10.1.2.3",
+            "Accept": "text/html",
+        }
+        api = {**forwarded, "X-Forwarded-Host": "api.example.com", "Accept": "application/json"}
+        portal = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"}
 
         with contextlib.ExitStack() as stack:
+
+            def start(what: str, command: Callable[[int], list[str]]) -> tuple[int, int]:
+                """Start a server on a free port; returns (port, pid)."""
+                port = free_port()
+                log = directory / f"{what.replace(' ', '-').replace('/', '-')}.log"
+                pid = stack.enter_context(running(command(port), port, what, log))
+                if what.startswith("gateway"):
+                    wait_healthy(port)
+                return port, pid
+
             stack.enter_context(
                 running(
                     [
                         redis_binary,
-                        "--port",
-                        str(redis_port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        temporary,
+                        *("--port", str(redis_port), "--bind", "127.0.0.1"),
+                        *("--save", "", "--appendonly", "no", "--dir", temporary),
                     ],
                     redis_port,
                     "redis-server",
                     directory / "redis.log",
                 )
             )
-            stack.enter_context(
-                running(
-                    uvicorn("bench.bare_app:app", ports["bare"]),
-                    ports["bare"],
-                    "bare app",
-                    directory / "bare.log",
-                )
-            )
-            for store in ("sqlite", "redis"):
-                os.environ["GATEWAY_CONFIG"] = str(configs[store])
-                stack.enter_context(
-                    running(
-                        uvicorn(env_gateway, ports[store], factory=True),
-                        ports[store],
-                        f"gateway ({store})",
-                        directory / f"gateway-{store}.log",
+            loads: list[Load] = []
+            for server in dict.fromkeys(["uvicorn", *servers]):
+                for what, target in (
+                    ("floor", "bench.bare_app:floor"),
+                    ("bare", "bench.bare_app:app"),
+                ):
+                    port, pid = start(
+                        f"{what} ({server})", functools.partial(plain_server, server, target)
                     )
-                )
-            forwarded = {
-                "X-Forwarded-Proto": "https",
-                "X-Forwarded-Host": "app.example.com",
-                "X-Forwarded-Uri": "/reports?id=42",
-                "X-Forwarded-Method": "GET",
-                "X-Forwarded-For": "10.1.2.3",
-                "Accept": "text/html",
-            }
-            api = {**forwarded, "X-Forwarded-Host": "api.example.com", "Accept": "application/json"}
-            loads = [
-                Load("bare", ports["bare"], forwarded),
-                Load(
-                    "session/sqlite",
-                    ports["sqlite"],
-                    {**forwarded, "Cookie": sign_in(ports["sqlite"])},
-                ),
-                Load(
-                    "session/redis",
-                    ports["redis"],
-                    {**forwarded, "Cookie": sign_in(ports["redis"])},
-                ),
-                Load("apikey", ports["sqlite"], {**api, "X-API-Key": api_key}),
-                Load("jwt", ports["sqlite"], {**api, "Authorization": f"Bearer {token}"}),
-            ]
-            results: dict[str, float] = {}
+                    loads.append(Load(what, server, port, pid, forwarded))
+            for server in servers:
+                gateways = {
+                    store: start(
+                        f"gateway {store} ({server})",
+                        functools.partial(gateway_serve, config, server),
+                    )
+                    for store, config in configs.items()
+                }
+                sqlite, redis = gateways["sqlite"], gateways["redis"]
+                loads += [
+                    Load(
+                        "session/sqlite",
+                        server,
+                        *sqlite,
+                        {**forwarded, "Cookie": sign_in(sqlite[0])},
+                    ),
+                    Load(
+                        "session/redis", server, *redis, {**forwarded, "Cookie": sign_in(redis[0])}
+                    ),
+                    Load("apikey", server, *sqlite, {**api, "X-API-Key": api_key}),
+                    Load("jwt", server, *sqlite, {**api, "Authorization": f"Bearer {token}"}),
+                    Load(
+                        "portal", server, *sqlite, {**portal, "Host": "auth.example.com"}, path="/"
+                    ),
+                ]
+                if args.scaling:
+                    for workers in (1, 2):
+                        port, pid = start(
+                            f"gateway x{workers} ({server})",
+                            functools.partial(
+                                gateway_serve, configs["sqlite"], server, workers=workers
+                            ),
+                        )
+                        cookie = {**forwarded, "Cookie": sign_in(port)}
+                        loads.append(Load(f"x{workers}", server, port, pid, cookie, threads=2))
+            rates: dict[tuple[str, str], float] = {}
+            costs: dict[tuple[str, str], float] = {}
             for _ in range(args.rounds):
                 for load in loads:  # interleaved, so a slow moment hits every case alike
-                    rate = measure(load, args.seconds, args.connections)
-                    results[load.name] = max(results.get(load.name, 0.0), rate)
+                    rate, cost = measure(load, args.seconds, args.connections)
+                    key = (load.name, load.server)
+                    rates[key] = max(rates.get(key, 0.0), rate)
+                    costs[key] = min(costs.get(key, math.inf), cost)
 
-    baseline = results["bare"]
+    return report(rates, costs, servers, args)
+
+
+def report(
+    rates: dict[tuple[str, str], float],
+    costs: dict[tuple[str, str], float],
+    servers: list[str],
+    args: argparse.Namespace,
+) -> int:
+    """Print the table; 1 if some server misses a target."""
+    baseline = rates["bare", "uvicorn"]
+    columns = list(dict.fromkeys(["uvicorn", *servers]))
     print(
-        f"\nforward-auth decisions, {args.connections} connections, "
-        f"best of {args.rounds} x {args.seconds}s"
+        f"\n{args.connections} connections, best of {args.rounds} x {args.seconds}s; ratio: to "
+        "bare Starlette on uvicorn; cpu: server CPU µs per request (all its threads, workers)"
     )
-    print(f"{'case':<16}{'req/s':>10}{'ratio':>9}{'target':>9}  {'µs/req':>8}")
-    print(f"{'bare starlette':<16}{baseline:>10.0f}{1.0:>8.2f}x{'':>9}  {1e6 / baseline:>8.1f}")
+    print(
+        f"{'case':<16}"
+        + "".join(f"{name + ' req/s':>15}{'ratio':>7}{'cpu':>7}" for name in columns)
+        + f"{'target':>8}"
+    )
     missed = 0
-    for name, target in TARGETS.items():
-        ratio = results[name] / baseline
-        verdict = "ok" if ratio >= target else "MISSED"
-        missed += ratio < target
-        rate, cost = results[name], 1e6 / results[name]
-        print(f"{name:<16}{rate:>10.0f}{ratio:>8.2f}x{target:>8.1f}x  {cost:>8.1f}  {verdict}")
+    rows = [("floor", "raw ASGI 200"), ("bare", "bare starlette"), *((c, c) for c in CASES)]
+    for key, label in rows:
+        line = f"{label:<16}"
+        for server in columns:
+            rate = rates.get((key, server))
+            if rate is None:
+                line += f"{'-':>15}{'':>14}"
+                continue
+            line += f"{rate:>15.0f}{rate / baseline:>6.2f}x{costs[key, server]:>7.1f}"
+        target = TARGETS.get(key)
+        if target is not None:
+            misses = [name for name in servers if rates[key, name] / baseline < target]
+            missed += len(misses)
+            line += f"{target:>7.1f}x  " + ("ok" if not misses else "MISSED: " + ", ".join(misses))
+        print(line)
+    if args.scaling:
+        print(
+            "\nsigned in (session/sqlite), wrk with 2 threads: --workers 2 against --workers 1"
+            " (req/s, and server CPU µs per request)"
+        )
+        for server in servers:
+            one, two = rates["x1", server], rates["x2", server]
+            cpu = f"{costs['x1', server]:>7.1f} µs x1{costs['x2', server]:>7.1f} µs x2"
+            print(f"{server:<10}{one:>8.0f} x1{two:>8.0f} x2{two / one:>6.2f}x  {cpu}")
     return 1 if missed else 0
 
 

@@ -23,9 +23,11 @@ to its hard maximum at start-up, so the gateway never runs out of file descripto
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import resource
+import socket
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,18 +35,26 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors import Multiprocess
 
 from gateway.observability.throttle import log_throttled
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
     from gateway.config.settings import Settings
 
 __all__ = [
+    "BodyDeadline",
     "ConnectionLimits",
     "LimitedHttpProtocol",
+    "ReusePortMultiprocess",
     "ServerConfig",
     "connection_budget",
+    "granian_app",
+    "granian_header_timeout",
     "raise_open_files_limit",
+    "serve_granian",
 ]
 
 log = logging.getLogger("gateway.server")
@@ -159,6 +169,74 @@ class ServerConfig(uvicorn.Config):
             **options,
         )
         self.limits = limits
+
+
+class ReusePortMultiprocess(Multiprocess):
+    """uvicorn's supervisor, with a listening socket of its own for each worker.
+
+    uvicorn's workers share one socket, and whichever wakes first accepts: under a steady
+    load of 16 connections one of two workers held 14 of them, and the second worker added
+    about a tenth. Sockets bound with ``SO_REUSEPORT`` let the kernel spread connections
+    over the workers. The supervisor closes its copy once a worker has started, so the
+    socket of a worker that dies leaves the group with it (no connection waits on a socket
+    that nobody accepts from).
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._handed_out: list[socket.socket] = []
+        super().__init__(config, sockets=[])
+
+    @property  # uvicorn's attribute: here a fresh socket for each worker started
+    def sockets(self) -> list[socket.socket]:
+        sock = reuse_port_socket(self.config.host, self.config.port)
+        self._handed_out.append(sock)
+        return [sock]
+
+    @sockets.setter
+    def sockets(self, _: list[socket.socket]) -> None:
+        pass
+
+    def _close_handed_out(self) -> None:
+        while self._handed_out:
+            self._handed_out.pop().close()
+
+    def init_processes(self) -> None:
+        try:
+            super().init_processes()
+        finally:
+            self._close_handed_out()
+
+    def restart_all(self) -> None:
+        try:
+            super().restart_all()
+        finally:
+            self._close_handed_out()
+
+    def keep_subprocess_alive(self) -> None:
+        try:
+            super().keep_subprocess_alive()
+        finally:
+            self._close_handed_out()
+
+
+def reuse_port_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
+    """A TCP socket bound to host:port with SO_REUSEPORT, to be listened on by one worker.
+
+    Without ``reuse_port`` the bind fails while anything listens there, another gateway's
+    workers included: :func:`gateway.serve.run` checks so before it starts any.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 class _Connections:
@@ -351,3 +429,161 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         # While still in the headers, no application has seen the request: say why. In the
         # body, the application is waiting for it and gets a disconnect instead.
         self._close_by_limit(_TIMED_OUT if self._in_headers else None)
+
+
+# -- granian ------------------------------------------------------------------------------
+
+_GRANIAN_MIN_BUFFER = 8192
+"""granian's smallest ``http1_buffer_size``: below it, the header limit is this."""
+
+_GRANIAN_KILL_TIMEOUT = 10
+"""Seconds granian waits for a stopping worker before it kills it."""
+
+_BODY_METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD"})
+
+
+def granian_header_timeout(limits: ConnectionLimits) -> float:
+    """The one timer hyper has for HTTP/1: it starts when a connection opens or a response
+    ends, and closes the connection unless a request's headers have arrived whole by then.
+    So it is both the idle timeout and the header deadline: the smaller of the two bounds
+    both."""
+    return min(limits.idle_timeout, limits.request_timeout)
+
+
+def serve_granian(
+    settings: Settings, limits: ConnectionLimits, *, host: str, port: int, workers: int
+) -> None:
+    """Serve the gateway under granian, ``limits`` mapped onto its options, until stopped."""
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    server = Server(
+        "gateway.app:create_app_from_environment",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=False,
+        backlog=2048,
+        # A permit per connection, held until it closes: granian accepts no more than this.
+        backpressure=limits.max_connections,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=max(1, math.ceil(granian_header_timeout(limits) * 1000)),
+            keep_alive=True,
+            max_buffer_size=max(_GRANIAN_MIN_BUFFER, limits.max_header_size),
+        ),
+        log_enabled=True,
+        log_level=LogLevels(settings.log.level),
+        # granian's own messages go through the gateway's handlers (format, redaction).
+        log_dictconfig={
+            "loggers": {
+                "_granian": {"handlers": [], "propagate": True},
+                "granian.access": {"handlers": [], "propagate": False},
+            }
+        },
+        log_access=False,
+        # As uvicorn's supervisor does: a worker that dies is replaced (granian stops when
+        # one dies again within a few seconds, a crash loop).
+        respawn_failed_workers=True,
+        # A worker that has not stopped this long after SIGTERM is killed: one was seen
+        # hanging in its shutdown after the whole process group had been sent SIGTERM.
+        workers_kill_timeout=_GRANIAN_KILL_TIMEOUT,
+    )
+    server.serve(target_loader=functools.partial(granian_app, limits), wrap_loader=False)
+
+
+def granian_app(limits: ConnectionLimits) -> ASGIApp:
+    """The application of one granian worker: the gateway, with a deadline for bodies."""
+    from gateway.app import create_app_from_environment
+
+    return BodyDeadline(create_app_from_environment(), limits.request_timeout)
+
+
+_REQUEST_TIMEOUT_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"15"),
+    (b"connection", b"close"),
+]
+
+
+class BodyDeadline:
+    """A request's body must arrive within ``timeout`` of its headers (granian has no such
+    deadline: hyper's timer stops with the headers).
+
+    Requests without a body pass straight through. For the others ``receive`` gives up at
+    the deadline: the application sees a disconnect, and the client is answered 408 with
+    ``connection: close``. A response sent before the body is read whole also closes the
+    connection, or hyper would wait for the rest of the body without a deadline.
+    """
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        complete = timed_out = started = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete, timed_out
+            if complete or timed_out:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                timed_out = True
+                log_throttled(
+                    log,
+                    "timeout",
+                    "a request body did not arrive within %gs (server.request_timeout): 408",
+                    self.timeout,
+                    level=logging.INFO,
+                )
+                return {"type": "http.disconnect"}
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if timed_out:
+                return  # the 408 below is the answer
+            if message["type"] == "http.response.start":
+                started = True
+                if not complete:
+                    message = {
+                        **message,
+                        "headers": [*message.get("headers", ()), (b"connection", b"close")],
+                    }
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, guarded_send)
+        except Exception:
+            if not timed_out:
+                raise
+        if timed_out and not started:
+            await send(
+                {"type": "http.response.start", "status": 408, "headers": _REQUEST_TIMEOUT_HEADERS}
+            )
+            await send({"type": "http.response.body", "body": b"Request Timeout"})
+
+
+def _has_body(scope: Scope) -> bool:
+    if scope["method"] in _BODY_METHODS_WITHOUT_BODY:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return bool(value.strip() != b"0")
+            if name == b"transfer-encoding":
+                return True
+        return False
+    return True

@@ -1,11 +1,13 @@
-"""``gateway serve``: run the gateway under uvicorn."""
+"""``gateway serve``: run the gateway under uvicorn or granian (docs/performance.md)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from gateway.config.arguments import CONFIG_ENV, MISSING_CONFIG, add_config_argument
 from gateway.config.settings import load_settings_with_warnings
@@ -13,7 +15,14 @@ from gateway.config.yaml import ConfigError, Issue
 from gateway.observability.logging import configure_logging, configured_secrets, register_secrets
 from gateway.validation import validate
 
+if TYPE_CHECKING:
+    from gateway.config.settings import Settings
+    from gateway.connections import ConnectionLimits
+
 __all__ = ["add_arguments", "run"]
+
+SERVER_ENV = "GATEWAY_SERVER"
+SERVERS = ("uvicorn", "granian")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="worker processes (several need the sqlite or redis session store; default 1)",
     )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=None,
+        help=f"the HTTP server (default: ${SERVER_ENV}, else server.implementation)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,11 +48,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"error: {MISSING_CONFIG}", file=sys.stderr)
         return 2
+    chosen = args.server or os.environ.get(SERVER_ENV) or None
+    if chosen is not None and chosen not in SERVERS:
+        print(
+            f"error: ${SERVER_ENV} is {chosen!r}: expected one of {', '.join(SERVERS)}",
+            file=sys.stderr,
+        )
+        return 2
     warnings: list[Issue] = []
     try:
         settings, warnings = load_settings_with_warnings(args.config)
         # What start-up would find (and `gateway check` reports), said here without a
-        # traceback, before uvicorn starts.
+        # traceback, before the server starts.
         warnings.extend(validate(settings).warnings)
     except ConfigError as error:
         for issue in [*warnings, *error.warnings]:
@@ -56,13 +78,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     register_secrets(configured_secrets(settings))
     configure_logging(settings.log.level, settings.log.format)
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     from gateway.connections import (
         ConnectionLimits,
-        ServerConfig,
         connection_budget,
+        granian_header_timeout,
         raise_open_files_limit,
     )
 
@@ -72,13 +91,40 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    limits = ConnectionLimits.from_settings(settings, max_connections)
+    host = args.address or settings.server.address
+    port = args.port or settings.server.port
+    implementation = chosen or settings.server.implementation
+    logging.getLogger("gateway.server").info(
+        "connection limits: %d connections per process (open files %d), headers up to %d "
+        "bytes, requests within %gs, idle connections closed after %gs (server %s)",
+        max_connections,
+        open_files,
+        settings.server.max_header_size,
+        settings.server.request_timeout,
+        # granian closes idle connections with its header timer (docs/performance.md).
+        granian_header_timeout(limits)
+        if implementation == "granian"
+        else math.ceil(limits.idle_timeout),
+        implementation,
+    )
+    if implementation == "granian":
+        return _run_granian(settings, limits, host, port, args.workers)
+    return _run_uvicorn(limits, host, port, args.workers)
+
+
+def _run_uvicorn(limits: ConnectionLimits, host: str, port: int, workers: int) -> int:
+    import uvicorn
+
+    from gateway.connections import ReusePortMultiprocess, ServerConfig, reuse_port_socket
+
     config = ServerConfig(
         "gateway.app:create_app_from_environment",
-        limits=ConnectionLimits.from_settings(settings, max_connections),
+        limits=limits,
         factory=True,
-        host=args.address or settings.server.address,
-        port=args.port or settings.server.port,
-        workers=args.workers,
+        host=host,
+        port=port,
+        workers=workers,
         # The decision endpoints must see the real peer to decide whom to trust, so uvicorn
         # must not rewrite the client address; the portal reads forwarded headers itself.
         proxy_headers=False,
@@ -86,22 +132,31 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
     )
-    logging.getLogger("gateway.server").info(
-        "connection limits: %d connections per process (open files %d), headers up to %d "
-        "bytes, requests within %gs, idle connections closed after %ds",
-        max_connections,
-        open_files,
-        settings.server.max_header_size,
-        settings.server.request_timeout,
-        config.timeout_keep_alive,
-    )
     # What uvicorn.run() does, with a configuration it cannot build itself.
     server = uvicorn.Server(config)
     try:
         if config.workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            try:
+                # Nothing listens there yet (SO_REUSEPORT would join another server's group).
+                reuse_port_socket(host, port, reuse_port=False).close()
+            except OSError as error:
+                print(f"error: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+                return 3
+            ReusePortMultiprocess(config).run()
             return 0
         server.run()
     except KeyboardInterrupt:
         return 0
     return 0 if server.started else 3
+
+
+def _run_granian(
+    settings: Settings, limits: ConnectionLimits, host: str, port: int, workers: int
+) -> int:
+    from gateway.connections import serve_granian
+
+    try:
+        serve_granian(settings, limits, host=host, port=port, workers=workers)
+    except KeyboardInterrupt:
+        return 0
+    return 0

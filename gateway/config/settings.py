@@ -72,6 +72,8 @@ class ServerSettings(Section):
     """A connection with no request under way is closed after this (keep-alive)."""
     limit_concurrency: int | None = Field(None, ge=1)
     """Client connections at once; default: what the open-files limit allows, at most 10,000."""
+    implementation: Literal["uvicorn", "granian"] = "uvicorn"
+    """The HTTP server that runs the gateway (docs/performance.md); `serve --server` overrides."""
 
 
 class LogSettings(Section):
