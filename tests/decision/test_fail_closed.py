@@ -159,22 +159,7 @@ def test_api_key_with_storage_down_is_503_not_a_stale_allow(
     postgres_database: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    extra = (
-        "storage:\n  type: postgres\n"
-        f"  postgres: {{dsn: '{postgres_database}', connect_timeout: 1s}}\n"
-        "credentials:\n  api_keys: {cache_ttl: 0.2s}\n"
-    )
-    config = write_config(tmp_path, extra=extra)
-    policy = tmp_path / "policy.yml"
-    policy.write_text(
-        policy.read_text().replace(
-            "  rules:\n",
-            "  rules:\n    - domain: api.example.com\n      subject: 'key:ci'\n"
-            "      policy: one_factor\n",
-            1,
-        )
-    )
-    settings = load_settings(config)
+    settings = _api_key_settings(tmp_path, postgres_database, "connect_timeout: 1s")
     key = asyncio.run(_create_key(settings, "ci"))
     app = create_app(settings)
     with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
@@ -193,28 +178,13 @@ def test_api_key_with_storage_down_is_503_not_a_stale_allow(
             # An outage is a line per kind per interval, not one per refused request.
             refusals = [r for r in caplog.records if r.name == "gateway.decision"]
             allowed = 1 + int((time.monotonic() - started) // DEFAULT_INTERVAL)
-            assert 1 <= len(refusals) <= allowed < 6, [r.getMessage() for r in refusals]
+            assert 0 < len(refusals) <= allowed < 6, [r.getMessage() for r in refusals]
 
 
 def test_hung_storage_costs_an_api_key_request_the_timeout_and_readiness_says_so(
     tmp_path: Path, postgres_server: PostgresServer, postgres_database: str
 ) -> None:
-    extra = (
-        "storage:\n  type: postgres\n"
-        f"  postgres: {{dsn: '{postgres_database}', statement_timeout: 2s}}\n"
-        "credentials:\n  api_keys: {cache_ttl: 0.2s}\n"
-    )
-    config = write_config(tmp_path, extra=extra)
-    policy = tmp_path / "policy.yml"
-    policy.write_text(
-        policy.read_text().replace(
-            "  rules:\n",
-            "  rules:\n    - domain: api.example.com\n      subject: 'key:ci'\n"
-            "      policy: one_factor\n",
-            1,
-        )
-    )
-    settings = load_settings(config)
+    settings = _api_key_settings(tmp_path, postgres_database, "statement_timeout: 2s")
     key = asyncio.run(_create_key(settings, "ci"))
     app = create_app(settings)
     with TestClient(app, base_url="http://gateway.internal", client=("127.0.0.1", 41000)) as client:
@@ -234,6 +204,26 @@ def test_hung_storage_costs_an_api_key_request_the_timeout_and_readiness_says_so
             assert ready.status_code == 503
             assert ready.json()["storage"] == "unreachable"
             assert "session_store" not in ready.json()  # SQLite sessions still answer
+
+
+def _api_key_settings(directory: Path, dsn: str, timeout: str) -> Settings:
+    """PostgreSQL storage with ``timeout``, and a rule letting the API key ``ci`` in."""
+    extra = (
+        "storage:\n  type: postgres\n"
+        f"  postgres: {{dsn: '{dsn}', {timeout}}}\n"
+        "credentials:\n  api_keys: {cache_ttl: 0.2s}\n"
+    )
+    config = write_config(directory, extra=extra)
+    policy = directory / "policy.yml"
+    policy.write_text(
+        policy.read_text().replace(
+            "  rules:\n",
+            "  rules:\n    - domain: api.example.com\n      subject: 'key:ci'\n"
+            "      policy: one_factor\n",
+            1,
+        )
+    )
+    return load_settings(config)
 
 
 async def _create_key(settings: Settings, name: str) -> str:
@@ -272,7 +262,7 @@ def test_an_outage_logs_a_line_per_kind_not_a_traceback_per_request(
             time.sleep(0.001)  # not the same instant: each request reaches the store again
     records = _gateway_records(caplog)
     # One line from the store, one from the endpoint; an interval (10 s) has not passed.
-    assert 1 <= len(records) <= 4, [record.getMessage() for record in records]
+    assert 0 < len(records) <= 4, [record.getMessage() for record in records]
     assert all(record.exc_info is None for record in records)
     assert any("session store" in record.getMessage() for record in records)
 
