@@ -1,6 +1,6 @@
 """Forward-auth decisions per second against a bare Starlette endpoint, in one run.
 
-    uv run python bench/decision_bench.py [--seconds 5] [--connections 16]
+    uv run python bench/decision_bench.py [--seconds 5] [--connections 16] [--sessions 20000]
 
 Every server is the same uvicorn (one worker, uvloop + httptools, no access log) on
 loopback, and every load comes from the same tool (wrk, one thread). The baseline is a bare
@@ -10,6 +10,14 @@ Starlette endpoint that answers 200; each gateway case is reported as a ratio of
   session/redis    signed-in browser, Redis session store       target >= 0.6x
   apikey           API host, X-API-Key                          target >= 0.8x
   jwt              API host, bearer JWT (RS256, static key)     target >= 0.8x
+  many/sqlite      20,000 signed-in browsers, SQLite            target >= 0.8x
+  many/redis       20,000 signed-in browsers, Redis             target >= 0.8x
+
+The many/* cases create their sessions directly through SessionManager.login against the
+store the gateway uses, and wrk (through bench/many_sessions.lua) sends each request with a
+cookie picked at random among them, so the sessions are spread over every connection. Their
+ratio is to the bare endpoint driven by the same script (bare/many: the same requests, the
+same Lua cost in wrk); the ratio to the plain baseline is printed beside it.
 
 All servers (a private redis-server included) start on free loopback ports and stop at the
 end; each load is bounded by --seconds. Needs `wrk` (Debian package wrk; installed when
@@ -19,6 +27,7 @@ missing and running as root).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import re
@@ -39,11 +48,24 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.identity.passwords import hash_password
-from gateway.security.crypto import generate_key
+from gateway.security.crypto import Keyring, generate_key
+from gateway.session.manager import SessionManager
+from gateway.session.stores import open_session_store
+from gateway.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench password"
-TARGETS = {"session/sqlite": 0.8, "session/redis": 0.6, "apikey": 0.8, "jwt": 0.8}
+TARGETS = {
+    "session/sqlite": 0.8,
+    "session/redis": 0.6,
+    "apikey": 0.8,
+    "jwt": 0.8,
+    "many/sqlite": 0.8,
+    "many/redis": 0.8,
+}
+# Each case's ratio is to this baseline: the bare endpoint under the same kind of load.
+BASELINES = {"many/sqlite": "bare/many", "many/redis": "bare/many"}
+MANY_SCRIPT = Path(__file__).resolve().parent / "many_sessions.lua"
 
 POLICY = """\
 access_control:
@@ -173,11 +195,43 @@ def sign_in(port: int) -> str:
     raise SystemExit(f"sign-in failed: {answer.status_code}")
 
 
+async def create_sessions(config: Path, count: int) -> list[str]:
+    """``count`` sessions of the bench user, made through SessionManager.login against the
+    store ``config`` names (the one its gateway reads); returns their Cookie values."""
+    settings = load_settings(config)
+    store = await open_session_store(settings, Keyring.from_texts(settings.secrets.encryption_keys))
+    sessions = SessionManager.from_settings(settings, store)
+    domain = settings.session.cookies[0]
+    name = settings.session.cookie_name
+    values: list[str] = []
+    try:
+        for start in range(0, count, 100):
+            batch = await asyncio.gather(
+                *(
+                    sessions.login(
+                        domain,
+                        username="bench",
+                        display_name="Bench User",  # as in users.yml: no refresh write
+                        email="bench@example.com",
+                        groups=("dev",),
+                    )
+                    for _ in range(min(100, count - start))
+                )
+            )
+            values += [f"{name}={session.id}" for session in batch]
+    finally:
+        await sessions.close()
+    return values
+
+
 @dataclass
 class Load:
     name: str
     port: int
     headers: dict[str, str]
+    cookies: Path | None = None
+    """A file of Cookie header values: each request picks one at random (Lua in wrk)."""
+    warmup: int = 1
 
 
 def measure(load: Load, seconds: int, connections: int) -> float:
@@ -185,12 +239,21 @@ def measure(load: Load, seconds: int, connections: int) -> float:
     for name, value in load.headers.items():
         command += ["-H", f"{name}: {value}"]
     url = f"http://127.0.0.1:{load.port}/api/authz/forward-auth"
+    probe = dict(load.headers)
+    if load.cookies is not None:
+        command += ["-s", str(MANY_SCRIPT)]
+        with load.cookies.open() as lines:
+            probe["Cookie"] = lines.readline().strip()
     # Check the answer first: a benchmark of 401s would measure nothing useful.
-    status = httpx.get(url, headers=load.headers).status_code
+    status = httpx.get(url, headers=probe).status_code
     if status != 200:
         raise SystemExit(f"{load.name}: expected 200 from the endpoint, got {status}")
-    subprocess.run([*command[:3], "-d1s", *command[5:], url], capture_output=True, check=True)
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    script_args = [] if load.cookies is None else ["--", str(load.cookies)]
+    warmup = [*command[:3], f"-d{load.warmup}s", *command[5:], url, *script_args]
+    subprocess.run(warmup, capture_output=True, check=True)
+    output = subprocess.run(
+        [*command, url, *script_args], capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", output)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if match is None or errors is not None:
@@ -215,6 +278,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5, help="length of each measured load")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="best of this many rounds per case")
+    parser.add_argument(
+        "--sessions", type=int, default=20_000, help="distinct sessions of the many/* cases"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated cases to run (the baselines always run)"
+    )
     args = parser.parse_args()
     ensure_wrk()
     redis_binary = shutil.which("redis-server")
@@ -325,8 +394,17 @@ def main() -> int:
                 "Accept": "text/html",
             }
             api = {**forwarded, "X-Forwarded-Host": "api.example.com", "Accept": "application/json"}
+            many = {store: directory / f"cookies-{store}.txt" for store in ("sqlite", "redis")}
+            for store, cookies in many.items():
+                values = asyncio.run(create_sessions(configs[store], args.sessions))
+                cookies.write_text("".join(value + "\n" for value in values))
+            # Long enough for a warm-up round to have sent every cookie at least once or so.
+            many_warmup = max(1, args.sessions // 10_000)
             loads = [
                 Load("bare", ports["bare"], forwarded),
+                Load("bare/many", ports["bare"], forwarded, many["sqlite"], many_warmup),
+                Load("many/sqlite", ports["sqlite"], forwarded, many["sqlite"], many_warmup),
+                Load("many/redis", ports["redis"], forwarded, many["redis"], many_warmup),
                 Load(
                     "session/sqlite",
                     ports["sqlite"],
@@ -340,6 +418,9 @@ def main() -> int:
                 Load("apikey", ports["sqlite"], {**api, "X-API-Key": api_key}),
                 Load("jwt", ports["sqlite"], {**api, "Authorization": f"Bearer {token}"}),
             ]
+            if args.only:
+                wanted = {"bare", "bare/many", *args.only.split(",")}
+                loads = [load for load in loads if load.name in wanted]
             results: dict[str, float] = {}
             for _ in range(args.rounds):
                 for load in loads:  # interleaved, so a slow moment hits every case alike
@@ -349,17 +430,24 @@ def main() -> int:
     baseline = results["bare"]
     print(
         f"\nforward-auth decisions, {args.connections} connections, "
-        f"best of {args.rounds} x {args.seconds}s"
+        f"best of {args.rounds} x {args.seconds}s, {args.sessions} sessions in many/*"
     )
-    print(f"{'case':<16}{'req/s':>10}{'ratio':>9}{'target':>9}  {'µs/req':>8}")
+    print(f"{'case':<16}{'req/s':>10}{'ratio':>9}{'target':>9}  {'µs/req':>8}  vs bare")
     print(f"{'bare starlette':<16}{baseline:>10.0f}{1.0:>8.2f}x{'':>9}  {1e6 / baseline:>8.1f}")
+    many_base = results["bare/many"]
+    print(f"{'bare/many':<16}{many_base:>10.0f}{1.0:>8.2f}x{'':>9}  {1e6 / many_base:>8.1f}")
     missed = 0
     for name, target in TARGETS.items():
-        ratio = results[name] / baseline
+        if name not in results:
+            continue
+        ratio = results[name] / results[BASELINES.get(name, "bare")]
         verdict = "ok" if ratio >= target else "MISSED"
         missed += ratio < target
         rate, cost = results[name], 1e6 / results[name]
-        print(f"{name:<16}{rate:>10.0f}{ratio:>8.2f}x{target:>8.1f}x  {cost:>8.1f}  {verdict}")
+        plain = f"  {rate / baseline:.2f}x" if name in BASELINES else ""
+        print(
+            f"{name:<16}{rate:>10.0f}{ratio:>8.2f}x{target:>8.1f}x  {cost:>8.1f}{plain}  {verdict}"
+        )
     return 1 if missed else 0
 
 
