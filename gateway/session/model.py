@@ -67,6 +67,10 @@ class Session:
     second_factor_at: float | None = None
     groups_refreshed_at: float | None = None
     data: Mapping[str, str] = field(default_factory=dict)
+    revision: bytes = field(default=b"", repr=False, compare=False)
+    """Which stored value this session was read from, as the store tells (opaque; empty
+    for a session not read from a store). A touch is written only while it is still the
+    stored one, so a background write never undoes a change made meanwhile."""
 
     @property
     def authenticated(self) -> bool:
@@ -111,7 +115,7 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def decode_session(key: str, raw: bytes | str) -> Session:
+def decode_session(key: str, raw: bytes | str, *, revision: bytes = b"") -> Session:
     """The inverse of :func:`encode_session`; raises ``ValueError`` on anything malformed."""
     try:
         record = json.loads(raw)
@@ -144,6 +148,7 @@ def decode_session(key: str, raw: bytes | str) -> Session:
             second_factor_at=_optional_float(record.get("f2")),
             groups_refreshed_at=_optional_float(record.get("gr")),
             data={str(k): str(v) for k, v in data.items()},
+            revision=revision,
         )
     except (KeyError, TypeError, UnicodeDecodeError) as error:
         raise ValueError(f"malformed session record: {error}") from None
