@@ -22,7 +22,6 @@ costs no call to the backend at all.
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import logging
 import time
 from base64 import b64decode
@@ -81,6 +80,12 @@ class _KnownIdentity:
     recheck_at: float  # time.monotonic(): not before (at most once a second)
     refresh_due: float  # time.time(): when the directory refresh is due (interval > 0)
     generation: int | None  # the users backend's generation when it was checked
+
+
+def _charged(cookie: str, identity: Authenticated) -> int:
+    """The bytes a remembered identity is charged (see :class:`BoundedMemo`)."""
+    headers = sum(len(name) + len(text) for name, text in identity.remote)
+    return _IDENTITY_BYTES + len(cookie) + headers
 
 
 def _same_identity(a: Session, b: Session) -> bool:
@@ -228,7 +233,17 @@ class Authenticator:
                     return known.identity
             elif _same_identity(known.session, session) and not self._recheck_due(known):
                 # A new version that only recorded activity: the same identity.
-                self._identities.put(value, dataclasses.replace(known, session=session))
+                self._identities.put(
+                    value,
+                    _KnownIdentity(
+                        session,
+                        known.identity,
+                        known.recheck_at,
+                        known.refresh_due,
+                        known.generation,
+                    ),
+                    _charged(value, known.identity),
+                )
                 return known.identity
         return await self._identify_session(value, session, known)
 
@@ -269,8 +284,7 @@ class Authenticator:
             checked_at + self._refresher.interval,
             generation,
         )
-        size = len(value) + sum(len(name) + len(text) for name, text in identity.remote)
-        self._identities.put(value, remembered, size + _IDENTITY_BYTES)
+        self._identities.put(value, remembered, _charged(value, identity))
         return identity
 
     async def _refresh(self, session: Session) -> Session | None:

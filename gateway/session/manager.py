@@ -74,8 +74,7 @@ class _Entry:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Touch:
     cookie: str
-    session: Session  # with the last_activity to record
-    revision: bytes  # of the stored value it was read from: written only over that
+    session: Session  # with the last_activity to record, and the revision it was read from
 
 
 class _Feed:
@@ -273,10 +272,10 @@ class SessionManager:
         """Record activity at ``now`` in memory, and queue it for the store."""
         if len(self._pending) >= self._pending_limit and session.key not in self._pending:
             return session  # the queue is full: a later request records it
-        touched = dataclasses.replace(session, last_activity=now)
+        touched = _touched(session, now, revision)
         if entry is not None:
             entry.session = touched
-        self._pending[session.key] = _Touch(cookie_value, touched, revision)
+        self._pending[session.key] = _Touch(cookie_value, touched)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
         return touched
@@ -321,9 +320,7 @@ class SessionManager:
         if not writes:
             return []
         try:
-            results = await self._store.touch(
-                [(dataclasses.replace(t.session, revision=t.revision), ttl) for t, ttl in writes]
-            )
+            results = await self._store.touch([(touch.session, ttl) for touch, ttl in writes])
         except Exception as error:
             if not isinstance(error, SessionStoreUnavailable):  # that is logged by the store
                 log.exception("session store: touches failed")
@@ -339,7 +336,7 @@ class SessionManager:
             if result is None:  # ended meanwhile
                 self._drop(touch.cookie, touch.session.key)
             elif isinstance(result, bytes):
-                if entry is not None and entry.revision == touch.revision:
+                if entry is not None and entry.revision == touch.session.revision:
                     entry.revision = result
             else:  # changed since it was read: merge the activity into what is stored now
                 if entry is not None:
@@ -348,10 +345,8 @@ class SessionManager:
                     else:
                         self._drop(touch.cookie, touch.session.key)
                 if result.last_activity < touch.session.last_activity:
-                    merged = dataclasses.replace(
-                        result, id=touch.cookie, last_activity=touch.session.last_activity
-                    )
-                    again.append(_Touch(touch.cookie, merged, result.revision))
+                    merged = _touched(result, touch.session.last_activity, result.revision)
+                    again.append(_Touch(touch.cookie, merged))
         return again
 
     # -- changes -------------------------------------------------------------------------
@@ -605,6 +600,30 @@ class SessionManager:
         cookie_value = session.id or self._by_key.get(session.key)
         if cookie_value:
             self._drop(cookie_value, session.key)
+
+
+def _touched(session: Session, now: float, revision: bytes) -> Session:
+    """``session`` active at ``now``, read from ``revision`` (what dataclasses.replace does,
+    at a third of the cost: this runs once per touch interval per session)."""
+    return Session(
+        session.id,
+        session.key,
+        session.domain,
+        session.username,
+        session.display_name,
+        session.email,
+        session.groups,
+        session.level,
+        session.created_at,
+        now,
+        session.expires_at,
+        session.remember_me,
+        session.first_factor_at,
+        session.second_factor_at,
+        session.groups_refreshed_at,
+        session.data,
+        revision,
+    )
 
 
 def _same_but_activity(cached: Session, stored: Session) -> bool:
