@@ -525,9 +525,8 @@ class SessionManager:
         """Raise ``SessionStoreUnavailable`` unless the store answers (for readiness)."""
         await self._store.ping()
 
-    async def close(self) -> None:
-        """Stop following changes, write the pending touches, close the store (the manager
-        owns it once built)."""
+    async def stop(self) -> None:
+        """Stop following changes and write the pending touches (the store stays open)."""
         for task in (self._watcher, self._flusher):
             if task is not None:
                 task.cancel()
@@ -539,6 +538,10 @@ class SessionManager:
         except Exception:
             log.exception("session store: pending touches could not be written")
         self._feed_lost()
+
+    async def close(self) -> None:
+        """:meth:`stop`, then close the store (the manager owns it once built)."""
+        await self.stop()
         await self._store.close()
 
     # -- helpers -------------------------------------------------------------------------
