@@ -1,11 +1,16 @@
 -- wrk script for the many/* cases of bench/decision_bench.py: every request carries a
--- Cookie header picked at random among the lines of the file named after `--`.
--- The requests are formatted once, in init, so wrk spends no Lua time per request on it.
+-- Cookie header picked at random among the lines of the file named after `--`; with a
+-- second argument `sequential`, the cookies are sent in turn instead (the warm-up: every
+-- session is asked for once per pass). The requests are formatted once, in init, so wrk
+-- spends no Lua time per request on it.
 
 local requests = {}
+local sequential = false
+local next_index = 0
 
 function init(args)
   math.randomseed(os.time())
+  sequential = args[2] == "sequential"
   for line in io.lines(args[1]) do
     if line ~= "" then
       local headers = {}
@@ -22,5 +27,9 @@ function init(args)
 end
 
 function request()
+  if sequential then
+    next_index = next_index % #requests + 1
+    return requests[next_index]
+  end
   return requests[math.random(#requests)]
 end

@@ -71,7 +71,7 @@ class _RememberedBasic:
     generation: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _KnownIdentity:
     """The identity built from one session version, and when to check its user again."""
 
@@ -232,18 +232,9 @@ class Authenticator:
                 if time.monotonic() < known.recheck_at or not self._recheck_due(known):
                     return known.identity
             elif _same_identity(known.session, session) and not self._recheck_due(known):
-                # A new version that only recorded activity: the same identity.
-                self._identities.put(
-                    value,
-                    _KnownIdentity(
-                        session,
-                        known.identity,
-                        known.recheck_at,
-                        known.refresh_due,
-                        known.generation,
-                    ),
-                    _charged(value, known.identity),
-                )
+                # Another copy of the same version (the one a touch hands out, or a new read
+                # that changed nothing the identity shows): the same identity.
+                known.session = session
                 return known.identity
         return await self._identify_session(value, session, known)
 

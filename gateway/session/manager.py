@@ -64,11 +64,14 @@ class _DomainPolicy:
 
 @dataclasses.dataclass(slots=True)
 class _Entry:
-    """A cached session; ``revision`` is that of the stored value it matches."""
+    """A cached session; ``revision`` is that of the stored value it matches, ``active`` the
+    last activity known here (recorded in the store, or queued to be). The session object
+    itself stays the same across touches: whatever was derived from it stays valid."""
 
     session: Session
     revision: bytes
     fresh_until: float
+    active: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -215,7 +218,7 @@ class SessionManager:
             if session.domain != policy.domain:
                 return None  # what the store would say too
             if now < entry.fresh_until and now < session.expires_at:
-                idle = now - session.last_activity
+                idle = now - entry.active
                 if idle <= policy.touch_interval:
                     return session
                 if session.remember_me or policy.inactivity <= 0 or idle <= policy.inactivity:
@@ -274,7 +277,7 @@ class SessionManager:
             return session  # the queue is full: a later request records it
         touched = _touched(session, now, revision)
         if entry is not None:
-            entry.session = touched
+            entry.active = now
         self._pending[session.key] = _Touch(cookie_value, touched)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
@@ -581,7 +584,7 @@ class SessionManager:
         # Until it expires only if every change since the mark would have been heard of.
         exact = self._exact and mark == (self._generation, self._epoch)
         fresh_until = session.expires_at if exact else now + self._cache_ttl
-        entry = _Entry(session, session.revision, fresh_until)
+        entry = _Entry(session, session.revision, fresh_until, session.last_activity)
         self._cache.put(session.id, entry, _size(session, session.revision))
         self._by_key[session.key] = session.id
         if len(self._by_key) > 2 * len(self._cache) + 1024:
