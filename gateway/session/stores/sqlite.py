@@ -62,6 +62,7 @@ _PURGE_INTERVAL = 60.0
 _POLL_INTERVAL = 0.5
 _CHANGES_KEPT = 600.0
 _RECORD_CHANGE = "INSERT INTO session_changes (key, at) VALUES (?, ?)"
+_TOUCH_QUERY = 500  # keys per SELECT ... IN (...) when checking a batch of touches
 
 
 def _transaction(db: sqlite3.Connection, work: Callable[[], _T]) -> _T:
@@ -206,40 +207,44 @@ class SqliteSessionStore:
     async def touch(self, touches: Sequence[tuple[Session, float]]) -> list[TouchResult]:
         now = self._clock()
         records = [encode_session(session) for session, _ in touches]
+        rows = [
+            (now + ttl, record, session.key, session.revision, now)
+            for (session, ttl), record in zip(touches, records, strict=True)
+            if ttl > 0
+        ]
+        keys = [session.key for session, _ in touches]
 
-        def write(db: sqlite3.Connection) -> list[tuple[bool, bytes] | None]:
-            def each() -> list[tuple[bool, bytes] | None]:
-                results: list[tuple[bool, bytes] | None] = []
-                for (session, ttl), record in zip(touches, records, strict=True):
-                    written = (
-                        ttl > 0
-                        and db.execute(
-                            "UPDATE sessions SET expires = ?, record = ? "
-                            "WHERE key = ? AND record = ? AND expires > ?",
-                            (now + ttl, record, session.key, session.revision, now),
-                        ).rowcount
-                    )
-                    if written:
-                        results.append((True, record))
-                        continue
-                    row = db.execute(
-                        "SELECT record FROM sessions WHERE key = ? AND expires > ?",
-                        (session.key, now),
-                    ).fetchone()
-                    results.append(None if row is None else (False, bytes(row[0])))
-                return results
+        def write(db: sqlite3.Connection) -> dict[str, bytes]:
+            def each() -> dict[str, bytes]:
+                # Compare-and-set on the record read, all in one statement; then what each
+                # key holds now says which were written.
+                db.executemany(
+                    "UPDATE sessions SET expires = ?, record = ? "
+                    "WHERE key = ? AND record = ? AND expires > ?",
+                    rows,
+                )
+                stored: dict[str, bytes] = {}
+                for start in range(0, len(keys), _TOUCH_QUERY):
+                    chunk = keys[start : start + _TOUCH_QUERY]
+                    marks = ",".join("?" * len(chunk))
+                    query = f"SELECT key, record FROM sessions WHERE key IN ({marks})"  # noqa: S608 (only placeholders)
+                    for key, record in db.execute(query + " AND expires > ?", (*chunk, now)):
+                        stored[str(key)] = bytes(record)
+                return stored
 
             return _transaction(db, each)
 
+        stored = await self.run(write)
         answers: list[TouchResult] = []
-        for (session, _), outcome in zip(touches, await self.run(write), strict=True):
-            if outcome is None:
+        for (session, ttl), record in zip(touches, records, strict=True):
+            current = stored.get(session.key)
+            if current is None or ttl <= 0:
                 answers.append(None)
-            elif outcome[0]:
-                answers.append(outcome[1])
+            elif current == record:
+                answers.append(record)
             else:
                 try:
-                    answers.append(decode_session(session.key, outcome[1], revision=outcome[1]))
+                    answers.append(decode_session(session.key, current, revision=current))
                 except ValueError:
                     answers.append(None)
         return answers
