@@ -55,6 +55,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         store = await open_session_store(settings, keyring)
         opened.append(store)
         sessions = SessionManager.from_settings(settings, store, hash_key)
+        opened[-1] = sessions  # closes the store too
+        await sessions.start()  # cached sessions follow every replica's changes
         regulator = Regulator.from_settings(settings, store)
         users = create_user_backend(settings)
         await users.start()

@@ -11,6 +11,12 @@ and a wrong password is never cached. What is remembered never outranks what cha
   request;
 * a backend without one (LDAP) is trusted for no longer than a session trusts it
   (``refresh_interval``), and never longer than the few seconds of the cache.
+
+A session's identity (with its ``Remote-*`` headers encoded) is built once per session
+version and remembered by cookie, as many as the session cache holds. The user behind it is
+checked again (at most once a second) only when that can change anything: the users file
+was reloaded, or the directory refresh (``refresh_interval``) is due; until then a request
+costs no call to the backend at all.
 """
 
 from __future__ import annotations
@@ -49,10 +55,10 @@ log = logging.getLogger("gateway.decision")
 _BASIC_CACHE_SECONDS = 10.0
 _BASIC_CACHE_LIMIT = 1024
 _BASIC_CACHE_BYTES = 1 << 20
-_IDENTITY_CACHE_LIMIT = 10_000
 # How often one process re-checks a session's user against the backend (at most): a users
 # file edit or an LDAP refresh shows within this, on top of the backend's own interval.
 _REFRESH_CHECK_SECONDS = 1.0
+_IDENTITY_BYTES = 300  # charged per remembered identity on top of its header bytes
 
 
 class BasicRejected(Rejected):
@@ -66,6 +72,36 @@ class _RememberedBasic:
     identity: Authenticated
     expires: float
     generation: int | None
+
+
+@dataclass(slots=True)
+class _KnownIdentity:
+    """The identity built from one session version, and when to check its user again."""
+
+    session: Session
+    identity: Authenticated
+    recheck_at: float  # time.monotonic(): not before (at most once a second)
+    refresh_due: float  # time.time(): when the directory refresh is due (interval > 0)
+    generation: int | None  # the users backend's generation when it was checked
+
+
+def _charged(cookie: str, identity: Authenticated) -> int:
+    """The bytes a remembered identity is charged (see :class:`BoundedMemo`)."""
+    headers = sum(len(name) + len(text) for name, text in identity.remote)
+    return _IDENTITY_BYTES + len(cookie) + headers
+
+
+def _same_identity(a: Session, b: Session) -> bool:
+    """Whether two versions of a session (a touch apart) make the same identity."""
+    return (
+        a.key == b.key
+        and a.username == b.username
+        and a.level == b.level
+        and a.groups == b.groups
+        and a.email == b.email
+        and a.display_name == b.display_name
+        and a.groups_refreshed_at == b.groups_refreshed_at
+    )
 
 
 def is_basic(headers: dict[str, str]) -> bool:
@@ -169,8 +205,10 @@ class Authenticator:
             if self._generational is not None
             else min(_BASIC_CACHE_SECONDS, self._refresher.interval)
         )
-        # cookie value -> (the session object it was built from, identity, re-check time)
-        self._identities: dict[str, tuple[Session, Authenticated, float]] = {}
+        # cookie value -> the identity of the session version the manager handed out
+        self._identities: BoundedMemo[str, _KnownIdentity] = BoundedMemo(
+            settings.cache_size, settings.cache_max_bytes
+        )
 
     async def identify(
         self,
@@ -193,26 +231,56 @@ class Authenticator:
         session = await self._sessions.load(value, cookie_domain)
         if session is None or session.username is None:
             return ANONYMOUS
-        now = time.monotonic()
         known = self._identities.get(value)
-        if known is not None and known[0] is session and now < known[2]:
-            return known[1]
+        if known is not None:
+            if known.session is session:
+                if time.monotonic() < known.recheck_at or not self._recheck_due(known):
+                    return known.identity
+            elif _same_identity(known.session, session) and not self._recheck_due(known):
+                # Another copy of the same version (the one a touch hands out, or a new read
+                # that changed nothing the identity shows): the same identity.
+                known.session = session
+                return known.identity
+        return await self._identify_session(value, session, known)
+
+    def _recheck_due(self, known: _KnownIdentity) -> bool:
+        """Whether asking the backend about the user again can change anything now."""
+        if self._refresher.interval > 0:
+            return time.time() >= known.refresh_due
+        if self._generational is not None:
+            return self._generational.generation != known.generation
+        return True  # a backend that cannot tell: once a second
+
+    async def _identify_session(
+        self, value: str, session: Session, known: _KnownIdentity | None
+    ) -> Authenticated:
+        # Read before the check: a reload while it runs leaves the entry already stale.
+        generation = self._generational.generation if self._generational is not None else None
         refreshed = await self._refresh(session)
         if refreshed is None or refreshed.username is None:
-            self._identities.pop(value, None)
+            self._identities.pop(value)
             return ANONYMOUS
-        identity = Authenticated.of(
-            refreshed.username,
-            tuple(refreshed.groups),
-            refreshed.email,
-            refreshed.display_name,
-            refreshed.level,
+        if known is not None and _same_identity(known.session, refreshed):
+            identity = known.identity
+        else:
+            identity = Authenticated.of(
+                refreshed.username,
+                tuple(refreshed.groups),
+                refreshed.email,
+                refreshed.display_name,
+                refreshed.level,
+            )
+        checked_at = refreshed.groups_refreshed_at or refreshed.created_at
+        remembered = _KnownIdentity(
+            # Keyed to the session object the manager handed out: a new read (logout
+            # elsewhere, level change, update) yields a new object and so a fresh check.
+            refreshed,
+            identity,
+            time.monotonic() + _REFRESH_CHECK_SECONDS,
+            checked_at + self._refresher.interval,
+            generation,
         )
-        if len(self._identities) >= _IDENTITY_CACHE_LIMIT:
-            self._identities.clear()
-        # Keyed to the session object the manager handed out: a new read (cache expiry,
-        # logout, level change) yields a new object and so a fresh identity.
-        self._identities[value] = (refreshed, identity, now + _REFRESH_CHECK_SECONDS)
+        self._identities.put(value, remembered, _charged(value, identity))
         return identity
 
     async def _refresh(self, session: Session) -> Session | None:
@@ -223,7 +291,8 @@ class Authenticator:
         result = await self._refresher.refresh(stored, checked_at)
         if result.user is None:
             log.info("ending sessions of %s: the account is gone or disabled", session.username)
-            await self._sessions.logout(session)
+            # Every session of the account, in every process (the store announces it).
+            await self._sessions.logout_user(session.username)
             return None
         current = result.user
         if result.checked_at == checked_at:

@@ -59,6 +59,10 @@ class Session:
     second_factor_at: float | None = None
     groups_refreshed_at: float | None = None
     data: Mapping[str, str] = field(default_factory=dict)
+    revision: bytes = field(default=b"", repr=False, compare=False)
+    """Which stored value this session was read from, as the store tells (opaque; empty
+    for a session not read from a store). A touch is written only while it is still the
+    stored one, so a background write never undoes a change made meanwhile."""
 
     @property
     def authenticated(self) -> bool:
@@ -103,31 +107,46 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def decode_session(key: str, raw: bytes | str) -> Session:
-    """The inverse of :func:`encode_session`; raises ``ValueError`` on anything malformed."""
+_LEVELS = {int(level): level for level in AuthLevel}
+
+
+def decode_session(key: str, raw: bytes | str, *, revision: bytes = b"") -> Session:
+    """The inverse of :func:`encode_session`; raises ``ValueError`` on anything malformed.
+
+    One ``json.loads`` and type checks that cost nothing for what :func:`encode_session`
+    wrote (it runs for every session a process reads)."""
     try:
         record = json.loads(raw)
-        if not isinstance(record, dict) or record.get("v") != _FORMAT_VERSION:
+        if type(record) is not dict or record.get("v") != _FORMAT_VERSION:
             raise ValueError("unknown session format")
+        domain = record["d"]
         username = record["u"]
-        data = record.get("data", {})
-        groups = record.get("g", [])
+        groups = record.get("g", ())
+        data = record.get("data")
+        level = _LEVELS.get(record["l"])
         if (
-            not isinstance(record["d"], str)
-            or not (username is None or isinstance(username, str))
-            or not isinstance(data, dict)
-            or not isinstance(groups, list)
+            type(domain) is not str
+            or not (username is None or type(username) is str)
+            or not (data is None or type(data) is dict)
+            or type(groups) not in (list, tuple)
+            or level is None
         ):
             raise ValueError("malformed session record")
+        if not all(type(group) is str for group in groups):
+            groups = [str(group) for group in groups]
+        if data is None:
+            data = {}
+        elif not all(type(value) is str for value in data.values()):
+            data = {str(k): str(v) for k, v in data.items()}
         return Session(
             id="",
             key=key,
-            domain=record["d"],
+            domain=domain,
             username=username,
             display_name=str(record.get("n", "")),
             email=str(record.get("e", "")),
-            groups=tuple(str(group) for group in groups),
-            level=AuthLevel(record["l"]),
+            groups=tuple(groups),
+            level=level,
             created_at=float(record["c"]),
             last_activity=float(record["a"]),
             expires_at=float(record["x"]),
@@ -135,7 +154,8 @@ def decode_session(key: str, raw: bytes | str) -> Session:
             first_factor_at=_optional_float(record.get("f1")),
             second_factor_at=_optional_float(record.get("f2")),
             groups_refreshed_at=_optional_float(record.get("gr")),
-            data={str(k): str(v) for k, v in data.items()},
+            data=data,
+            revision=revision,
         )
     except (KeyError, TypeError, UnicodeDecodeError) as error:
         raise ValueError(f"malformed session record: {error}") from None

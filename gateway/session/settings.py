@@ -79,7 +79,13 @@ class SessionSettings(Section):
     sqlite: SqliteSettings = SqliteSettings(path=Path("data/sessions.sqlite3"))
     redis: RedisSettings = RedisSettings()
     cache_ttl: Duration = 1.0
-    """How long a replica may reuse a session it has just read (bounded staleness)."""
+    """How long a process may reuse a session it read while it cannot hear of changes made
+    elsewhere (the store's change feed is down); while it can, until the session expires.
+    0 reads the store on every request."""
+    cache_size: int = Field(100_000, ge=1)
+    """Sessions each process keeps in memory (and as many identities built from them)."""
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """About how much memory they may take; the oldest are dropped first."""
 
     @model_validator(mode="after")
     def _unique_domains(self) -> SessionSettings:

@@ -17,7 +17,15 @@ from tests.support.config import USERS_FILE, GatewayConfig, Section
 KEY = generate_key()
 
 
-def config(directory: Path, port: int, *, store: str, session: str = "", storage: Section) -> Path:
+def config(
+    directory: Path,
+    port: int,
+    *,
+    store: str,
+    session: str = "",
+    storage: Section,
+    cache_ttl: str = "0.2s",
+) -> Path:
     directory.mkdir(exist_ok=True)
     return GatewayConfig(
         address="127.0.0.1",
@@ -25,7 +33,7 @@ def config(directory: Path, port: int, *, store: str, session: str = "", storage
         encryption_keys=[KEY],
         hash_key="r" * 40,
         store=store,
-        session=session + "  cache_ttl: 0.2s\n",
+        session=session + f"  cache_ttl: {cache_ttl}\n",
         authentication=USERS_FILE,
         storage=storage,
         policy=E2E_POLICY,
@@ -129,3 +137,67 @@ def test_worker_processes_share_sqlite_sessions(tmp_path: Path) -> None:
         answers = [decide(port, cookie) for _ in range(40)]
         assert {a.status_code for a in answers} == {200}
         assert {a.headers["remote-user"] for a in answers} == {"john"}
+
+
+# -- with a cache that outlives any test: only the change feed can end a cached session -----
+
+PROPAGATION_BOUND = 5.0  # what happens is within a second; generous for a busy machine
+
+
+def portal_logout(port: int, cookie: str) -> None:
+    """Sign out through the portal of the gateway on ``port``, as a browser would."""
+    portal = {"Host": "auth.example.com", "X-Forwarded-Proto": "https"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=portal) as client:
+        page = client.get("/", headers={"Cookie": cookie})
+        field = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert field
+        csrf_cookie = page.headers["set-cookie"].split(";", 1)[0]
+        answer = client.post(
+            "/logout",
+            data={"csrf": field.group(1)},
+            headers={"Origin": "https://auth.example.com", "Cookie": f"{cookie}; {csrf_cookie}"},
+        )
+        assert answer.status_code in (302, 303)
+
+
+def denied_everywhere_soon(ports: list[int], cookie: str, tries: int) -> None:
+    """Poll (bounded) until ``tries`` new connections to each port all answer 302."""
+    deadline = time.monotonic() + PROPAGATION_BOUND
+    while True:
+        codes = {decide(port, cookie).status_code for port in ports for _ in range(tries)}
+        if codes == {302}:
+            return
+        assert time.monotonic() < deadline, f"still {codes} after {PROPAGATION_BOUND:g}s"
+        time.sleep(0.05)
+
+
+def test_a_logout_reaches_a_replica_whose_cache_would_keep_it(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    prefix = f"feed-{tmp_path.name}:"
+    redis = f"  redis: {{url: '{redis_server.url}', key_prefix: '{prefix}'}}\n"
+    port_a, port_b = free_port(), free_port()
+    storage = {"type": "sqlite"}
+    config_a = config(
+        tmp_path / "a", port_a, store="redis", session=redis, storage=storage, cache_ttl="1h"
+    )
+    config_b = config(
+        tmp_path / "b", port_b, store="redis", session=redis, storage=storage, cache_ttl="1h"
+    )
+    with running_gateway(config_a, port_a), running_gateway(config_b, port_b):
+        cookie = session_cookie(sign_in(port_a, "john"))
+        for port in (port_a, port_b):  # both replicas have it cached now
+            assert decide(port, cookie).status_code == 200
+        portal_logout(port_b, cookie)
+        denied_everywhere_soon([port_a, port_b], cookie, tries=1)
+
+
+def test_worker_processes_follow_each_others_logouts(tmp_path: Path) -> None:
+    port = free_port()
+    path = config(tmp_path / "w", port, store="sqlite", storage={"type": "sqlite"}, cache_ttl="1h")
+    with running_gateway(path, port, extra_args=["--workers", "2"]):
+        cookie = session_cookie(sign_in(port, "john"))
+        # New connections are spread over both workers: both cache the session.
+        assert {decide(port, cookie).status_code for _ in range(40)} == {200}
+        portal_logout(port, cookie)  # handled by one of them
+        denied_everywhere_soon([port], cookie, tries=20)

@@ -213,8 +213,10 @@ async def test_redis_sessions_open_after_key_rotation(backend: Backend) -> None:
     )
     backend.extra += [before, after]
     session = await manager(before, backend.clock).login(COM, username="alice")
-    backend.clock.advance(30)  # the next load writes last_activity: resealed with the new key
-    assert await manager(after, backend.clock).load(session.id, COM) is not None
+    backend.clock.advance(30)  # the next load records activity: resealed with the new key
+    replica = manager(after, backend.clock)
+    assert await replica.load(session.id, COM) is not None
+    await replica.flush()  # the background writer
     client = raw_redis(backend)
     sealed = client.get(f"{backend.redis_prefix}s:{session.key}") or b""
     client.close()

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from gateway.security.regulation import RegulationBackend
 from gateway.session.model import Session
 
-__all__ = ["RegulationBackend", "SessionStore"]
+__all__ = ["ChangeFeed", "RegulationBackend", "SessionStore", "TouchResult"]
+
+TouchResult = bytes | Session | None
+"""What became of one touch: the new revision (written), the session as it is stored now
+(it changed since it was read: nothing written), or None (it is gone: nothing written)."""
+
+
+class ChangeFeed(Protocol):
+    """Told by :meth:`SessionStore.watch` about changes made through any store on the same
+    backend (this process, other workers, other replicas)."""
+
+    def synced(self) -> None:
+        """Every change from now on will be reported."""
+
+    def changed(self, keys: Iterable[str]) -> None:
+        """These sessions changed or ended: forget what is remembered about them."""
+
+    def lost(self) -> None:
+        """Changes may have gone unreported: forget everything until the next ``synced``."""
 
 
 class SessionStore(Protocol):
@@ -15,6 +34,11 @@ class SessionStore(Protocol):
 
     Every method raises :class:`~gateway.session.model.SessionStoreUnavailable` when the
     backend cannot be reached.
+
+    Every change to a session that already exists (``save`` with ``existing_only``,
+    ``delete``, ``delete_user``) is announced to the watchers of every store on the same
+    backend. A plain ``save`` is not: it is for new sessions, whose random keys no process
+    can have remembered. Nor is a ``touch``: only ``last_activity`` moves.
     """
 
     @property
@@ -23,13 +47,20 @@ class SessionStore(Protocol):
         ...
 
     async def get(self, key: str) -> Session | None:
-        """The stored session (with an empty ``id``), or None if unknown or expired."""
+        """The stored session (with an empty ``id`` and its ``revision``), or None if unknown
+        or expired."""
         ...
 
     async def save(self, session: Session, ttl: float, *, existing_only: bool = False) -> bool:
         """Store ``session`` under ``session.key`` for ``ttl`` seconds; with
         ``existing_only`` only if that key still holds a live session. Returns whether it
         was stored (anonymous sessions never are)."""
+        ...
+
+    async def touch(self, touches: Sequence[tuple[Session, float]]) -> list[TouchResult]:
+        """Record activity in a batch: store each session (its new ``last_activity``) for its
+        ttl, but only where the stored value is still the one of ``session.revision``, so a
+        touch never resurrects an ended session nor undoes a change. One answer per touch."""
         ...
 
     async def delete(self, key: str) -> bool:
@@ -42,6 +73,11 @@ class SessionStore(Protocol):
 
     async def list_user(self, username: str) -> list[Session]:
         """Live sessions of ``username``, oldest first."""
+        ...
+
+    async def watch(self, feed: ChangeFeed) -> None:
+        """Report changes to ``feed`` until cancelled, reconnecting after failures (each one
+        reported as ``lost``). Never raises ``SessionStoreUnavailable``."""
         ...
 
     async def ping(self) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from gateway.session.model import Session
+from gateway.session.stores.base import ChangeFeed, TouchResult
 
 __all__ = ["MemoryRegulationBackend", "MemorySessionStore"]
 
@@ -55,13 +58,18 @@ class MemoryRegulationBackend:
 
 
 class MemorySessionStore:
-    """A dict of sessions with deadlines; ``clock`` is injectable for tests."""
+    """A dict of sessions with deadlines; ``clock`` is injectable for tests.
+
+    Changes are announced to the watchers of this store object at once (every manager that
+    shares it is in this process)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._sessions: dict[str, tuple[Session, float]] = {}
         self._by_user: dict[str, set[str]] = {}
         self._regulation = MemoryRegulationBackend()
+        self._revisions = itertools.count(1)
+        self._feeds: list[ChangeFeed] = []
 
     @property
     def regulation(self) -> MemoryRegulationBackend:
@@ -81,17 +89,38 @@ class MemorySessionStore:
             return False
         if existing_only and await self.get(session.key) is None:
             return False
+        self._store(session, ttl)
+        if existing_only:
+            self._announce((session.key,))
+        return True
+
+    async def touch(self, touches: Sequence[tuple[Session, float]]) -> list[TouchResult]:
+        results: list[TouchResult] = []
+        for session, ttl in touches:
+            current = await self.get(session.key)
+            if current is None or ttl <= 0:
+                results.append(None)
+            elif current.revision != session.revision:
+                results.append(current)
+            else:
+                results.append(self._store(session, ttl))
+        return results
+
+    def _store(self, session: Session, ttl: float) -> bytes:
+        assert session.username is not None
         previous = self._sessions.get(session.key)
         if previous is not None and previous[0].username != session.username:
             self._remove(session.key)
-        stored = dataclasses.replace(session, id="") if session.id else session
+        revision = str(next(self._revisions)).encode()
+        stored = dataclasses.replace(session, id="", revision=revision)
         self._sessions[session.key] = (stored, self._clock() + ttl)
         self._by_user.setdefault(session.username, set()).add(session.key)
-        return True
+        return revision
 
     async def delete(self, key: str) -> bool:
         live = await self.get(key) is not None
         self._remove(key)
+        self._announce((key,))
         return live
 
     async def delete_user(self, username: str) -> int:
@@ -99,7 +128,22 @@ class MemorySessionStore:
         for session in live:
             self._remove(session.key)
         self._by_user.pop(username, None)
+        self._announce([session.key for session in live])
         return len(live)
+
+    async def watch(self, feed: ChangeFeed) -> None:
+        self._feeds.append(feed)
+        try:
+            feed.synced()
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            self._feeds.remove(feed)
+
+    def _announce(self, keys: Iterable[str]) -> None:
+        keys = tuple(keys)
+        if keys:
+            for feed in self._feeds:
+                feed.changed(keys)
 
     async def list_user(self, username: str) -> list[Session]:
         sessions = [await self.get(key) for key in list(self._by_user.get(username, ()))]

@@ -11,6 +11,14 @@ sorted set), ``{prefix}r:bans`` (subject hash -> ban deadline) and ``{prefix}r:w
 Multi-key scripts keep each operation atomic; they need a single Redis (or Sentinel), not
 Redis Cluster.
 
+Every change to an existing session publishes its key hash on ``{prefix}invalidate``, from
+the script that makes the change (so no change goes unannounced). Each process subscribes
+(:meth:`RedisSessionStore.watch`) and drops what it remembers of those sessions. A
+subscription that breaks, is silently re-established by the client, or stops answering its
+pings within ``timeout`` is reported as lost: the process forgets everything it remembers.
+Touches (``last_activity`` only) are compare-and-set on the SHA-1 of the stored value, in
+pipelined scripts, and announce nothing.
+
 Every operation has one deadline, ``timeout``, for everything it waits on: a pooled
 connection, connecting, the command and its reply. A timeout is never retried (that would
 double the wait on a Redis that has stopped answering); only a connection Redis closed is
@@ -21,11 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,6 +46,7 @@ from gateway.observability.throttle import log_throttled
 from gateway.security.crypto import DecryptionError, Keyring, keyed_hash, random_token
 from gateway.session.model import Session, SessionStoreUnavailable, decode_session, encode_session
 from gateway.session.settings import RedisSettings
+from gateway.session.stores.base import ChangeFeed, TouchResult
 
 __all__ = ["RedisRegulationBackend", "RedisSessionStore", "create_redis_client"]
 
@@ -42,6 +54,7 @@ _T = TypeVar("_T")
 
 log = logging.getLogger("gateway.session")
 
+# KEYS: session, user index, invalidate channel. ARGV: value, ttl ms, key hash, existing only.
 _SAVE = """
 local stored
 if ARGV[4] == '1' then
@@ -56,14 +69,50 @@ redis.call('SADD', KEYS[2], ARGV[3])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
+if ARGV[4] == '1' then
+  redis.call('PUBLISH', KEYS[3], ARGV[3])
+end
 return 1
 """
 
+# A batch of touches. KEYS: session and user index of each. ARGV: SHA-1 (hex) of the value
+# read, new value and ttl ms of each. One answer each: 1 written; 0 gone; the stored value
+# if it changed since it was read (nothing written).
+_TOUCH = """
+local answers = {}
+for i = 1, #KEYS / 2 do
+  local key, index = KEYS[2 * i - 1], KEYS[2 * i]
+  local ttl = ARGV[3 * i]
+  local current = redis.call('GET', key)
+  if not current then
+    answers[i] = 0
+  elseif redis.sha1hex(current) ~= ARGV[3 * i - 2] then
+    answers[i] = current
+  else
+    redis.call('SET', key, ARGV[3 * i - 1], 'PX', ttl)
+    if redis.call('PTTL', index) < tonumber(ttl) then
+      redis.call('PEXPIRE', index, ttl)
+    end
+    answers[i] = 1
+  end
+end
+return answers
+"""
+
+# KEYS: session, invalidate channel. ARGV: key hash.
+_DELETE = """
+local deleted = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return deleted
+"""
+
+# KEYS: user index, invalidate channel. ARGV: session key prefix.
 _DELETE_USER = """
 local members = redis.call('SMEMBERS', KEYS[1])
 local deleted = 0
 for _, member in ipairs(members) do
   deleted = deleted + redis.call('DEL', ARGV[1] .. member)
+  redis.call('PUBLISH', KEYS[2], member)
 end
 redis.call('DEL', KEYS[1])
 return deleted
@@ -126,6 +175,22 @@ def _bytes(value: bytes | str) -> bytes:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _is_subscribed(message: dict[str, Any] | None) -> bool:
+    return message is not None and message.get("type") == "subscribe"
+
+
+def _revision(sealed: bytes) -> bytes:
+    """What a touch compares with the stored value: its SHA-1, as Lua's redis.sha1hex."""
+    return hashlib.sha1(sealed, usedforsecurity=False).hexdigest().encode()
+
+
+# Touches per script (each script runs atomically: keep it short); the subscription's ping
+# interval and reconnection back-off.
+_TOUCH_BATCH = 200
+_PING_INTERVAL = 1.0
+_RETRY_FIRST, _RETRY_MAX = 0.1, 2.0
 
 
 def create_redis_client(
@@ -193,7 +258,10 @@ class RedisSessionStore(_Guarded):
         self._timeout = timeout
         self._session_prefix = prefix + "s:"
         self._user_prefix = prefix + "u:"
+        self._channel = prefix + "invalidate"
         self._save = client.register_script(_SAVE)
+        self._touch = client.register_script(_TOUCH)
+        self._delete = client.register_script(_DELETE)
         self._delete_user = client.register_script(_DELETE_USER)
         self._regulation = RedisRegulationBackend(
             client, keyring, hash_key, prefix=prefix, timeout=timeout
@@ -223,34 +291,75 @@ class RedisSessionStore(_Guarded):
         raw = await self._guard(self._client.get(self._session_prefix + key))
         if raw is None:
             return None
-        try:
-            opened = self._keyring.open(_bytes(raw), context=_SESSION_CONTEXT + key.encode())
-            return decode_session(key, opened)
-        except (DecryptionError, ValueError):
+        session = self._open(key, _bytes(raw))
+        if session is None:
             # Tampered, sealed with a retired key, or from another format: no session.
             await self.delete(key)
+        return session
+
+    def _open(self, key: str, sealed: bytes) -> Session | None:
+        try:
+            opened = self._keyring.open(sealed, context=_SESSION_CONTEXT + key.encode())
+            return decode_session(key, opened, revision=_revision(sealed))
+        except (DecryptionError, ValueError):
             return None
+
+    def _seal(self, session: Session) -> bytes:
+        return self._keyring.seal(
+            encode_session(session), context=_SESSION_CONTEXT + session.key.encode()
+        )
 
     async def save(self, session: Session, ttl: float, *, existing_only: bool = False) -> bool:
         if session.username is None or ttl <= 0:
             return False
-        sealed = self._keyring.seal(
-            encode_session(session), context=_SESSION_CONTEXT + session.key.encode()
-        )
-        keys = [self._session_prefix + session.key, self._user_index(session.username)]
+        sealed = self._seal(session)
+        keys = [
+            self._session_prefix + session.key,
+            self._user_index(session.username),
+            self._channel,
+        ]
         flag = "1" if existing_only else "0"
         stored = await self._guard(
             self._save(keys=keys, args=[sealed, _ms(ttl), session.key, flag])
         )
         return bool(stored)
 
+    async def touch(self, touches: Sequence[tuple[Session, float]]) -> list[TouchResult]:
+        # A few scripts of _TOUCH_BATCH touches each, in one pipeline: one command per script
+        # (redis-py spends more on each command than Redis spends on a touch).
+        pipeline = self._client.pipeline(transaction=False)
+        sealed: list[bytes] = []
+        for start in range(0, len(touches), _TOUCH_BATCH):
+            keys: list[str] = []
+            args: list[bytes | int] = []
+            for session, ttl in touches[start : start + _TOUCH_BATCH]:
+                assert session.username is not None
+                sealed.append(self._seal(session))
+                keys += (self._session_prefix + session.key, self._user_index(session.username))
+                args += (session.revision, sealed[-1], _ms(ttl))
+            await self._touch(keys=keys, args=args, client=pipeline)
+        batches = await self._guard(pipeline.execute())
+        answers = [answer for batch in batches for answer in batch]
+        results: list[TouchResult] = []
+        for (session, _), value, answer in zip(touches, sealed, answers, strict=True):
+            if isinstance(answer, bytes | str):  # changed since it was read
+                results.append(self._open(session.key, _bytes(answer)))
+            else:
+                results.append(_revision(value) if answer == 1 else None)
+        return results
+
     async def delete(self, key: str) -> bool:
         # The user index keeps the stale member until list_user / delete_user prune it.
-        return bool(await self._guard(self._client.delete(self._session_prefix + key)))
+        deleted = await self._guard(
+            self._delete(keys=[self._session_prefix + key, self._channel], args=[key])
+        )
+        return bool(deleted)
 
     async def delete_user(self, username: str) -> int:
         deleted = await self._guard(
-            self._delete_user(keys=[self._user_index(username)], args=[self._session_prefix])
+            self._delete_user(
+                keys=[self._user_index(username), self._channel], args=[self._session_prefix]
+            )
         )
         return int(deleted)
 
@@ -275,6 +384,58 @@ class RedisSessionStore(_Guarded):
         if gone:
             await self._guard(self._client.srem(index, *gone))
         return sorted(sessions, key=lambda s: s.created_at)
+
+    async def watch(self, feed: ChangeFeed) -> None:
+        delay = _RETRY_FIRST
+        while True:
+            synced = False
+            pubsub = self._client.pubsub()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.subscribe(self._channel)
+                    while not _is_subscribed(await pubsub.get_message(timeout=self._timeout)):
+                        pass
+                feed.synced()
+                synced, delay = True, _RETRY_FIRST
+                await self._listen(pubsub, feed)
+            except (RedisError, OSError, TimeoutError) as error:
+                log_throttled(
+                    log,
+                    ("redis-watch", type(error)),
+                    "session store: redis subscription lost: %s: %s",
+                    type(error).__name__,
+                    str(error) or f"no answer within {self._timeout:g}s",
+                )
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if synced:
+                feed.lost()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+
+    async def _listen(self, pubsub: PubSub, feed: ChangeFeed) -> None:
+        """Report what arrives; raise on a broken connection or on silence past the
+        deadline (a hung Redis answers no ping)."""
+        heard = time.monotonic()
+        next_ping = heard + _PING_INTERVAL
+        while True:
+            message = await pubsub.get_message(timeout=_PING_INTERVAL)
+            now = time.monotonic()
+            if message is not None:
+                heard = now
+                if message.get("type") == "message":
+                    feed.changed((_text(message["data"]),))
+                elif _is_subscribed(message):
+                    # The client reconnected and subscribed again by itself: whatever was
+                    # published in between is lost.
+                    feed.lost()
+                    feed.synced()
+            if now >= next_ping:
+                await pubsub.ping()
+                next_ping = now + _PING_INTERVAL
+            if now - heard > _PING_INTERVAL + self._timeout:
+                raise TimeoutError
 
     async def ping(self) -> None:
         await self._guard(self._client.ping())

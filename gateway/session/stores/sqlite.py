@@ -4,6 +4,11 @@ Several worker processes on one machine may open the same file; WAL lets readers
 while one writes, and regulation updates run in ``BEGIN IMMEDIATE`` transactions so
 concurrent failures are all counted. Every SQLite call runs on one dedicated thread per
 store, never on the event loop.
+
+Every change to an existing session also appends its key to ``session_changes``, in the same
+transaction; each process polls that table (``id > last seen``) twice a second to drop what
+it remembers of those sessions. Rows are kept ten minutes; a process that has not polled for
+half of that forgets everything it remembers instead of trusting the table.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TypeVar
 
 from gateway.observability.throttle import log_throttled
 from gateway.session.model import Session, SessionStoreUnavailable, decode_session, encode_session
+from gateway.session.stores.base import ChangeFeed, TouchResult
 from gateway.storage.sqlite import use_wal, when_not_busy
 
 __all__ = ["SqliteRegulationBackend", "SqliteSessionStore"]
@@ -36,6 +42,12 @@ CREATE TABLE IF NOT EXISTS sessions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_username ON sessions (username);
 CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires);
+CREATE TABLE IF NOT EXISTS session_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_changes_at ON session_changes (at);
 CREATE TABLE IF NOT EXISTS regulation_failures (subject TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS regulation_failures_subject ON regulation_failures (subject, at);
 CREATE TABLE IF NOT EXISTS regulation_bans (
@@ -46,6 +58,23 @@ CREATE TABLE IF NOT EXISTS regulation_bans (
 
 # Expired rows are only skipped on read; this often they are deleted for good.
 _PURGE_INTERVAL = 60.0
+# How often each process asks session_changes what changed, and how long rows stay there.
+_POLL_INTERVAL = 0.5
+_CHANGES_KEPT = 600.0
+_RECORD_CHANGE = "INSERT INTO session_changes (key, at) VALUES (?, ?)"
+_TOUCH_QUERY = 500  # keys per SELECT ... IN (...) when checking a batch of touches
+
+
+def _transaction(db: sqlite3.Connection, work: Callable[[], _T]) -> _T:
+    """``work()`` in one ``BEGIN IMMEDIATE`` transaction (the write lock taken first)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
 
 
 class SqliteSessionStore:
@@ -131,7 +160,7 @@ class SqliteSessionStore:
         if raw is None:
             return None
         try:
-            return decode_session(key, raw)
+            return decode_session(key, raw, revision=raw)
         except ValueError:
             await self.delete(key)
             return None
@@ -147,33 +176,93 @@ class SqliteSessionStore:
 
         def write(db: sqlite3.Connection) -> bool:
             if existing_only:
-                stored = db.execute(
-                    "UPDATE sessions SET username = ?, expires = ?, record = ? "
-                    "WHERE key = ? AND expires > ?",
-                    (session.username, now + ttl, record, session.key, now),
-                ).rowcount
+
+                def update() -> bool:
+                    stored = db.execute(
+                        "UPDATE sessions SET username = ?, expires = ?, record = ? "
+                        "WHERE key = ? AND expires > ?",
+                        (session.username, now + ttl, record, session.key, now),
+                    ).rowcount
+                    if stored:
+                        db.execute(_RECORD_CHANGE, (session.key, now))
+                    return stored > 0
+
+                stored = _transaction(db, update)
             else:
-                stored = db.execute(
-                    "INSERT OR REPLACE INTO sessions (key, username, expires, record) "
-                    "VALUES (?, ?, ?, ?)",
-                    (session.key, session.username, now + ttl, record),
-                ).rowcount
+                stored = (
+                    db.execute(
+                        "INSERT OR REPLACE INTO sessions (key, username, expires, record) "
+                        "VALUES (?, ?, ?, ?)",
+                        (session.key, session.username, now + ttl, record),
+                    ).rowcount
+                    > 0
+                )
             if purge:
                 db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
-            return stored > 0
+                db.execute("DELETE FROM session_changes WHERE at <= ?", (now - _CHANGES_KEPT,))
+            return stored
 
         return await self.run(write)
+
+    async def touch(self, touches: Sequence[tuple[Session, float]]) -> list[TouchResult]:
+        now = self._clock()
+        records = [encode_session(session) for session, _ in touches]
+        rows = [
+            (now + ttl, record, session.key, session.revision, now)
+            for (session, ttl), record in zip(touches, records, strict=True)
+            if ttl > 0
+        ]
+        keys = [session.key for session, _ in touches]
+
+        def write(db: sqlite3.Connection) -> dict[str, bytes]:
+            def each() -> dict[str, bytes]:
+                # Compare-and-set on the record read, all in one statement; then what each
+                # key holds now says which were written.
+                db.executemany(
+                    "UPDATE sessions SET expires = ?, record = ? "
+                    "WHERE key = ? AND record = ? AND expires > ?",
+                    rows,
+                )
+                stored: dict[str, bytes] = {}
+                for start in range(0, len(keys), _TOUCH_QUERY):
+                    chunk = keys[start : start + _TOUCH_QUERY]
+                    marks = ",".join("?" * len(chunk))
+                    query = f"SELECT key, record FROM sessions WHERE key IN ({marks})"  # noqa: S608 (only placeholders)
+                    for key, record in db.execute(query + " AND expires > ?", (*chunk, now)):
+                        stored[str(key)] = bytes(record)
+                return stored
+
+            return _transaction(db, each)
+
+        stored = await self.run(write)
+        answers: list[TouchResult] = []
+        for (session, ttl), record in zip(touches, records, strict=True):
+            current = stored.get(session.key)
+            if current is None or ttl <= 0:
+                answers.append(None)
+            elif current == record:
+                answers.append(record)
+            else:
+                try:
+                    answers.append(decode_session(session.key, current, revision=current))
+                except ValueError:
+                    answers.append(None)
+        return answers
 
     async def delete(self, key: str) -> bool:
         now = self._clock()
 
         def delete(db: sqlite3.Connection) -> bool:
-            # Two statements so the answer (was it live?) comes from one atomic delete.
-            live = db.execute(
-                "DELETE FROM sessions WHERE key = ? AND expires > ?", (key, now)
-            ).rowcount
-            db.execute("DELETE FROM sessions WHERE key = ?", (key,))
-            return live > 0
+            def both() -> bool:
+                # Two statements so the answer (was it live?) comes from one atomic delete.
+                live = db.execute(
+                    "DELETE FROM sessions WHERE key = ? AND expires > ?", (key, now)
+                ).rowcount
+                db.execute("DELETE FROM sessions WHERE key = ?", (key,))
+                db.execute(_RECORD_CHANGE, (key, now))
+                return live > 0
+
+            return _transaction(db, both)
 
         return await self.run(delete)
 
@@ -181,18 +270,20 @@ class SqliteSessionStore:
         now = self._clock()
 
         def delete(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            def every() -> int:
                 (live,) = db.execute(
                     "SELECT count(*) FROM sessions WHERE username = ? AND expires > ?",
                     (username, now),
                 ).fetchone()
+                db.execute(
+                    "INSERT INTO session_changes (key, at) "
+                    "SELECT key, ? FROM sessions WHERE username = ?",
+                    (now, username),
+                )
                 db.execute("DELETE FROM sessions WHERE username = ?", (username,))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return int(live)
+                return int(live)
+
+            return _transaction(db, every)
 
         return await self.run(delete)
 
@@ -215,6 +306,48 @@ class SqliteSessionStore:
             except ValueError:
                 continue
         return sorted(sessions, key=lambda s: s.created_at)
+
+    async def watch(self, feed: ChangeFeed) -> None:
+        last_seen: int | None = None  # None: not synced
+        polled = 0.0  # time.monotonic() of the last successful poll
+
+        def latest(db: sqlite3.Connection) -> int:
+            (found,) = db.execute("SELECT coalesce(max(id), 0) FROM session_changes").fetchone()
+            return int(found)
+
+        def since(seen: int) -> Callable[[sqlite3.Connection], list[tuple[int, str]]]:
+            def read(db: sqlite3.Connection) -> list[tuple[int, str]]:
+                return [
+                    (int(row_id), str(key))
+                    for row_id, key in db.execute(
+                        "SELECT id, key FROM session_changes WHERE id > ? ORDER BY id", (seen,)
+                    )
+                ]
+
+            return read
+
+        while True:
+            try:
+                if last_seen is None:
+                    last_seen = await self.run(latest)
+                    polled = time.monotonic()
+                    feed.synced()
+                else:
+                    rows = await self.run(since(last_seen))
+                    if time.monotonic() - polled > _CHANGES_KEPT / 2:
+                        # Asleep for long (a suspended process?): rows may have been pruned.
+                        feed.lost()
+                        last_seen = None
+                        continue
+                    polled = time.monotonic()
+                    if rows:
+                        last_seen = rows[-1][0]
+                        feed.changed(key for _, key in rows)
+            except SessionStoreUnavailable:  # already logged by run()
+                if last_seen is not None:
+                    feed.lost()
+                last_seen = None
+            await asyncio.sleep(_POLL_INTERVAL)
 
     async def ping(self) -> None:
         await self.run(lambda db: db.execute("SELECT 1").fetchone())
