@@ -119,7 +119,7 @@ async def test_a_thousand_decisions_write_nothing_and_touches_follow_the_interva
     # touch interval (50 s of traffic, one touch each 10 s at most).
     for session in sessions:
         touches = counting.touched.count(session.key)
-        assert 1 <= touches <= math.ceil(50 / TOUCH_INTERVAL)
+        assert 0 < touches <= math.ceil(50 / TOUCH_INTERVAL)
     stored = await backend.store.get(sessions[0].key)
     assert stored is not None
     assert backend.clock.now - stored.last_activity <= TOUCH_INTERVAL + 1.0
